@@ -1,0 +1,5 @@
+"""python -m p2pchat"""
+
+from .cli import run
+
+raise SystemExit(run())

@@ -1,0 +1,236 @@
+"""One chat from start to end: identity, listen or dial, trust checks, an interface, a clean exit."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import CLIENT, identity, net
+from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
+from .events import ChatEvent, LinkFailed, PeerLeft
+from .messages import Hello
+from .sanitize import clean_name, clean_text
+from .session import Event, HandshakeComplete, Session, derive_psk
+
+PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
+QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    listening: bool
+    address: str
+    name: str
+    peer: str | None = None  # a pinned fingerprint
+    passphrase: str | None = None
+
+
+def status(line: str) -> None:
+    print(f"p2pchat: {line}", file=sys.stderr, flush=True)
+
+
+def chat(options: ChatOptions) -> int:
+    address = net.parse_address(options.address, listening=options.listening)
+    pinned = identity.parse_fingerprint(options.peer) if options.peer else None
+    directory = identity.home()
+    key, created = identity.load_or_create_identity(directory)
+    if created:
+        status(f"created your identity key in {directory}")
+    known = identity.KnownPeers(directory)
+    psk = derive_psk(options.passphrase) if options.passphrase is not None else None
+    hello = Hello(options.name, CLIENT)
+    dialed = None if options.listening else str(address)
+
+    def make_session() -> Session:
+        return Session(initiator=not options.listening, static_key=key, hello=hello, psk=psk)
+
+    def verify(done: HandshakeComplete) -> None:
+        # Runs before we send anything after learning the peer's key.
+        seen = identity.fingerprint(done.remote_static)
+        if pinned is not None and seen != pinned:
+            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
+        remembered = known.key_for_address(dialed) if dialed else None
+        if remembered is not None and remembered.key != done.remote_static:
+            raise KeyMismatchError(
+                f"the key at {dialed} has changed! remembered {identity.fingerprint(remembered.key)}, "
+                f"now {seen}; someone may be in the middle. "
+                f"If you know why it changed, forget the old key with: p2pchat forget {dialed}"
+            )
+
+    sock, session, peer, early = _connect(options.listening, address, make_session, verify)
+    try:
+        intro, trust = _introduce(peer, known, dialed, options.listening)
+    except BaseException:
+        sock.close()
+        raise
+    if sys.stdin.isatty():
+        return _interactive(sock, session, early, peer, intro, trust, key, known)
+    return _pipe(sock, session, early, peer, intro)
+
+
+def _connect(
+    listening: bool,
+    address: net.Address,
+    make_session: Callable[[], Session],
+    verify: Callable[[HandshakeComplete], None],
+) -> tuple[socket.socket, Session, net.Peer, list[Event]]:
+    if listening:
+        listener = net.listen(address)
+        try:
+            status(f"listening on {net.listening_address(listener)}")
+            status("waiting for a peer to dial in; Ctrl-C to stop")
+
+            def rejected(caller: str, error: P2PChatError) -> None:
+                status(f"dropped a caller from {caller}: {error}")
+
+            return net.accept(listener, make_session, verify, rejected)
+        finally:
+            listener.close()  # one chat at a time: later callers are refused by the system
+    sock = net.dial(address)
+    session = make_session()
+    try:
+        peer, early = net.handshake(sock, session, verify)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, session, peer, early
+
+
+def _introduce(
+    peer: net.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool
+) -> tuple[list[tuple[str, bool]], list[str]]:
+    """Lines to show on connect (text, is_warning), and the peer's trust state in a box."""
+    name = clean_name(peer.hello.name)
+    seen = identity.fingerprint(peer.remote_static)
+    record = known.get(peer.remote_static)
+    trust = ["verified" if record and record.verified else "unverified" if record else "new"]
+    lines = [(f"{name} joined from {peer.address}" if listening else f"connected to {name} at {peer.address}", False)]
+    code = identity.safety_code(peer.handshake_hash)
+    if trust[0] == "new":
+        lines.append((f"first contact with {name}, key {seen}", False))
+        lines.append((f"safety code {code}: compare it with {name} by voice, then /verify confirm", False))
+    elif trust[0] == "unverified":
+        lines.append((f"{name} is known but not verified; safety code {code}", False))
+    else:
+        lines.append((f"{name} is verified; safety code {code}", False))
+    if peer.hello.name:
+        for other in known.keys_for_name(peer.hello.name):
+            if other.key != peer.remote_static:
+                lines.append(
+                    (
+                        f"WARNING: the name {name} was used before by a different key "
+                        f"({identity.fingerprint(other.key)}): this may not be who you think",
+                        True,
+                    )
+                )
+    known.remember(peer.remote_static, peer.hello.name, dialed)
+    known.save()
+    return lines, trust
+
+
+def _interactive(
+    sock: socket.socket,
+    session: Session,
+    early: list[Event],
+    peer: net.Peer,
+    intro: list[tuple[str, bool]],
+    trust: list[str],
+    key: object,
+    known: identity.KnownPeers,
+) -> int:
+    from .cli import HANDLER
+    from .ui import COLOURS, ChatUI, Ending, Person
+
+    me_key = identity.my_public_key(key)  # type: ignore[arg-type]
+    me = Person(clean_name(session_name(session)), identity.colour_index(me_key, len(COLOURS)))
+    them = Person(clean_name(peer.hello.name), identity.colour_index(peer.remote_static, len(COLOURS)))
+    code = identity.safety_code(peer.handshake_hash)
+
+    def verify_command(argument: str) -> list[str]:
+        if argument == "confirm":
+            record = known.remember(peer.remote_static, peer.hello.name, None)
+            record.verified = True
+            try:
+                known.save()
+            except LocalError as exc:
+                return [f"could not save: {exc}"]
+            trust[0] = "verified"
+            return [f"{them.name} is now verified: later chats with this key will say so"]
+        return [
+            f"safety code {code}",
+            f"{them.name}'s key {identity.fingerprint(peer.remote_static)}",
+            "if the safety code is the same on both screens, type /verify confirm",
+        ]
+
+    ui: ChatUI
+    link = net.Link(sock, session, lambda event: ui.on_event(event))
+    ui = ChatUI(link, me, them, trust=lambda: trust[0], commands={"/verify": verify_command})
+    for text, warning in intro:
+        ui.system(text, warning)
+    link.start(early)
+    HANDLER.hold()
+    try:
+        ending = ui.run()
+    except BaseException:
+        link.close(say_bye=True)
+        raise
+    finally:
+        HANDLER.release()
+    kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
+    return finish(link, kind, lambda: ui.ended, them.name, QUIT_ACK_WAIT)
+
+
+def session_name(session: Session) -> str:
+    return session._hello.name
+
+
+def _pipe(
+    sock: socket.socket, session: Session, early: list[Event], peer: net.Peer, intro: list[tuple[str, bool]]
+) -> int:
+    from .pipe import Pipe
+
+    for text, _ in intro:
+        status(text)
+    name = clean_name(peer.hello.name)
+    pipe = Pipe(name)
+    link = net.Link(sock, session, pipe.on_event)
+    link.start(early)
+    try:
+        try:
+            kind = "quit" if pipe.run(link) else "ended"
+        except KeyboardInterrupt:
+            kind = "interrupted"
+        return finish(link, kind, lambda: pipe.ended, name, PIPE_ACK_WAIT)
+    finally:
+        pipe.close()
+
+
+def finish(link: net.Link, kind: str, ended: Callable[[], ChatEvent | None], peer: str, wait: float) -> int:
+    """Close the link and report how the chat ended; return the exit code.
+
+    *kind* is "quit" (our side is done: wait for acks, then bye), "interrupted"
+    (Ctrl-C: bye at once) or "ended" (the peer left or the link failed).
+    """
+    if kind == "quit":
+        link.wait_acknowledged(wait)
+    link.close(say_bye=kind != "ended")
+    event = ended()
+    code: int = ExitCode.INTERRUPTED if kind == "interrupted" else ExitCode.OK
+    if isinstance(event, LinkFailed):
+        status(str(event.error))
+        code = event.error.exit_code
+    elif isinstance(event, PeerLeft):
+        status(f"{peer} left the chat")
+    undelivered = link.unacknowledged()
+    for text in undelivered.values():
+        status(f"not delivered: {_preview(text)}")
+    if undelivered and code == ExitCode.OK:
+        code = ExitCode.NETWORK
+    return code
+
+
+def _preview(text: str, limit: int = 80) -> str:
+    flat = clean_text(text).replace("\n", "\\n").replace("\t", " ")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,198 @@
+"""The command line: parse arguments, wire the pieces together, map every failure to one line.
+
+Heavy modules (cryptography, prompt_toolkit) are imported inside the commands,
+so ``--help`` and ``--version`` start as fast as Python itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from . import __version__
+from .errors import ExitCode, P2PChatError, UsageError
+
+if TYPE_CHECKING:
+    from .chat import ChatOptions
+
+log = logging.getLogger("p2pchat")
+
+EPILOG = """\
+examples:
+  p2pchat listen 9090                 wait for a peer on port 9090, every interface
+  p2pchat dial example.org:9090       call a peer
+  p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
+  p2pchat id                          show your fingerprint, to give to your peer
+  p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
+  echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
+
+exit codes: 0 clean end, 1 network failure or undelivered messages, 2 usage error,
+3 security failure, 4 local file problem, 130 interrupted (Ctrl-C)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block.
+        self.exit(ExitCode.USAGE, f"p2pchat: {message} (see p2pchat --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="details on stderr")
+    parser = _Parser(
+        prog="p2pchat",
+        description="Encrypted chat for two people, peer to peer: no server, no account.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="details on stderr")
+    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    chat = _Parser(add_help=False, parents=[common])
+    chat.add_argument("--name", help="the name your peer sees (default: your login name)")
+    chat.add_argument("--peer", metavar="FINGERPRINT", help="abort unless the peer's key has this fingerprint")
+    chat.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
+    )
+    listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
+    listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
+    dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
+    dial.add_argument("address", metavar="HOST:PORT")
+    commands.add_parser("id", parents=[common], help="print your fingerprint")
+    forget = commands.add_parser("forget", parents=[common], help="forget a remembered address or key")
+    forget.add_argument("target", metavar="HOST:PORT|FINGERPRINT")
+    return parser
+
+
+class _HoldingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to stderr, except while the full-screen interface owns the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.held: list[logging.LogRecord] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is not None:
+            self.held.append(record)
+        else:
+            super().emit(record)
+
+    def hold(self) -> None:
+        self.held = []
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for record in held:
+            super().emit(record)
+
+
+HANDLER = _HoldingHandler()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run p2pchat; return the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return int(exc.code or 0)
+    verbose = bool(getattr(args, "verbose", False))
+    HANDLER.setFormatter(logging.Formatter("p2pchat: %(message)s"))
+    log.addHandler(HANDLER)
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE
+        if args.command == "id":
+            return _id()
+        if args.command == "forget":
+            return _forget(args.target)
+        from .chat import chat
+
+        return chat(_options(args))
+    except P2PChatError as exc:
+        log.debug("details:", exc_info=exc)
+        print(f"p2pchat: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("p2pchat: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: still one line, with the details behind -v
+        log.debug("details:", exc_info=exc)
+        print(f"p2pchat: internal error: {exc!r} (run with -v for details)", file=sys.stderr)
+        return ExitCode.INTERNAL
+    finally:
+        log.removeHandler(HANDLER)
+
+
+def _options(args: argparse.Namespace) -> ChatOptions:
+    from .chat import ChatOptions
+
+    name = args.name
+    if name is None:
+        try:
+            import getpass
+
+            name = getpass.getuser()
+        except Exception:  # no login name on this system: the peer sees a placeholder
+            name = ""
+    return ChatOptions(
+        listening=args.command == "listen",
+        address=args.address,
+        name=name,
+        peer=args.peer,
+        passphrase=_passphrase(args.passphrase),
+    )
+
+
+def _passphrase(asked: bool) -> str | None:
+    from_env = os.environ.get("P2PCHAT_PASSPHRASE")
+    if from_env is not None:
+        if not from_env:
+            raise UsageError("P2PCHAT_PASSPHRASE is set but empty")
+        return from_env
+    if not asked:
+        return None
+    import getpass
+
+    try:
+        # getpass reads /dev/tty; without one it would read our stdin, which is the chat's data.
+        with open("/dev/tty"):
+            pass
+    except OSError as exc:
+        raise UsageError("--passphrase needs a terminal to ask on; set P2PCHAT_PASSPHRASE instead") from exc
+    passphrase = getpass.getpass("passphrase (shared with your peer): ")
+    if not passphrase:
+        raise UsageError("the passphrase is empty")
+    return passphrase
+
+
+def _id() -> int:
+    from . import identity
+
+    key, created = identity.load_or_create_identity(identity.home())
+    if created:
+        print(f"p2pchat: created your identity key in {identity.home()}", file=sys.stderr)
+    print(identity.fingerprint(identity.my_public_key(key)))
+    return ExitCode.OK
+
+
+def _forget(target: str) -> int:
+    from . import identity
+
+    known = identity.KnownPeers(identity.home())
+    touched = known.forget(target)
+    if not touched:
+        raise UsageError(f"nothing known as {target}")
+    known.save()
+    print(f"p2pchat: forgot {target}", file=sys.stderr)
+    return ExitCode.OK

@@ -1,0 +1,192 @@
+"""Application messages: encode, pad, decode and validate (sans-IO).
+
+A message is a UTF-8 JSON object with a ``"type"``, padded with ASCII spaces to
+a multiple of 128 bytes so that its length says little about its content.
+Unknown types and unknown fields are ignored, so later versions can add both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MessageError
+
+PAD_BLOCK = 128  # padding granularity: hides the exact length of short messages
+MAX_PLAINTEXT = 65535 - 16  # a frame's 65535 bytes less the AES-GCM tag
+MAX_PADDED = MAX_PLAINTEXT // PAD_BLOCK * PAD_BLOCK  # 65408: padded length stays a multiple of 128
+MAX_ID = 2**53 - 1  # ids stay exact in every JSON implementation
+MAX_NAME_BYTES = 1024  # a hello name longer than this is refused, not just cut for display
+
+
+@dataclass(frozen=True)
+class Hello:
+    """``{"type":"hello","name":str,"client":str}``: sent first by each side."""
+
+    name: str
+    client: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """``{"type":"text","id":int,"text":str}``, with ``"action": true`` for ``/me``."""
+
+    id: int
+    text: str
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class Ack:
+    """``{"type":"ack","id":int}``: the peer received text *id*."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Rekey:
+    """``{"type":"rekey"}``: the sender's cipher calls Noise Rekey() right after this."""
+
+
+@dataclass(frozen=True)
+class Bye:
+    """``{"type":"bye"}``: a clean end; the sender closes the connection next."""
+
+
+Message = Hello | Text | Ack | Rekey | Bye
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """The JSON object for *message*."""
+    if isinstance(message, Hello):
+        return {"type": "hello", "name": message.name, "client": message.client}
+    if isinstance(message, Text):
+        obj: dict[str, Any] = {"type": "text", "id": message.id, "text": message.text}
+        if message.action:
+            obj["action"] = True
+        return obj
+    if isinstance(message, Ack):
+        return {"type": "ack", "id": message.id}
+    if isinstance(message, Rekey):
+        return {"type": "rekey"}
+    if isinstance(message, Bye):
+        return {"type": "bye"}
+    raise TypeError(f"not a message: {message!r}")
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def pad(plaintext: bytes) -> bytes:
+    """*plaintext* followed by spaces up to the next multiple of PAD_BLOCK."""
+    return plaintext + b" " * (-len(plaintext) % PAD_BLOCK)
+
+
+def encode(message: Message) -> bytes:
+    """The padded plaintext of *message*; ValueError if it cannot fit in one frame."""
+    body = _dumps(to_json(message))
+    if len(body) > MAX_PADDED:
+        raise ValueError(f"message of {len(body)} bytes is over the {MAX_PADDED}-byte limit")
+    return pad(body)
+
+
+def decode(plaintext: bytes) -> Message | None:
+    """The message in *plaintext*, or None for one this version ignores.
+
+    MessageError if the peer sent something malformed: bad UTF-8 or JSON, not an
+    object, or a known field of the wrong type.
+    """
+    if not plaintext.startswith(b"{"):
+        return None  # reserved for later binary message types
+    try:
+        obj = json.loads(plaintext)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or digits
+        raise MessageError("the peer sent a message that is not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise MessageError("the peer sent a message that is not a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise MessageError("the peer sent a message without a type")
+    if kind == "hello":
+        name = _optional(obj, "name", str, "")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise MessageError("the peer sent a name that is far too long")
+        return Hello(name=name, client=_optional(obj, "client", str, ""))
+    if kind == "text":
+        return Text(
+            id=_id(obj), text=_required(obj, "text", str), action=_optional(obj, "action", bool, False)
+        )
+    if kind == "ack":
+        return Ack(id=_id(obj))
+    if kind == "rekey":
+        return Rekey()
+    if kind == "bye":
+        return Bye()
+    return None  # an unknown type: ignored for forward compatibility
+
+
+def _required(obj: dict[str, Any], field: str, kind: type) -> Any:
+    if field not in obj:
+        raise MessageError(f"the peer sent a {obj['type']} message without {field!r}")
+    return _checked(obj, field, kind)
+
+
+def _optional(obj: dict[str, Any], field: str, kind: type, default: Any) -> Any:
+    return _checked(obj, field, kind) if field in obj else default
+
+
+def _checked(obj: dict[str, Any], field: str, kind: type) -> Any:
+    value = obj[field]
+    # bool is a subclass of int in Python, but not in JSON: true is not an id.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MessageError(f"the peer sent a {obj['type']} message whose {field!r} is not a {kind.__name__}")
+    return value
+
+
+def _id(obj: dict[str, Any]) -> int:
+    value: int = _required(obj, "id", int)
+    if not 1 <= value <= MAX_ID:
+        raise MessageError(f"the peer sent a {obj['type']} message with an id out of range")
+    return value
+
+
+# The longest text one message can carry depends on how its characters encode:
+# measure the JSON of the fullest message with an empty text, then fill the rest.
+_TEXT_OVERHEAD = len(_dumps(to_json(Text(id=MAX_ID, text="", action=True))))
+MAX_TEXT_BYTES = MAX_PADDED - _TEXT_OVERHEAD  # JSON-escaped UTF-8 bytes of text per message
+_BREAK_WINDOW = 2048  # prefer to split at a newline or space this close to the limit
+
+
+def _text_cost(text: str) -> int:
+    return len(_dumps(text)) - 2  # less the two quotes
+
+
+def split_text(text: str) -> list[str]:
+    """*text* cut into the fewest pieces that each fit one text message, in order.
+
+    Nothing is dropped: ``"".join(split_text(t)) == t``. Cuts fall after a
+    newline or a space where one is near the limit, else between characters.
+    """
+    pieces: list[str] = []
+    rest = text
+    while _text_cost(rest) > MAX_TEXT_BYTES:
+        # Binary search for the longest prefix that fits (a character costs 1 to 6 bytes).
+        low, high = MAX_TEXT_BYTES // 6, min(len(rest), MAX_TEXT_BYTES)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if _text_cost(rest[:mid]) <= MAX_TEXT_BYTES:
+                low = mid
+            else:
+                high = mid - 1
+        cut = low
+        for sep in ("\n", " "):
+            at = rest.rfind(sep, max(1, cut - _BREAK_WINDOW), cut)
+            if at != -1:
+                cut = at + 1
+                break
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces

@@ -1,0 +1,206 @@
+"""One p2pchat session: handshake, transport ciphers and messages; bytes in, events out (sans-IO).
+
+During the handshake one caller drives the whole session:
+
+    session = Session(initiator=True, static_key=key, hello=Hello("alice", CLIENT))
+    send(session.data_to_send())
+    events = session.receive_data(received_bytes)      # until session.handshake_complete
+    send(session.data_to_send())                        # the last handshake message and hello
+
+After it the two directions share no state, so a sender thread may call
+:meth:`Session.send` while a receiver thread calls :meth:`Session.receive_data`.
+The protocol asks the receiver of a text to acknowledge it: whoever reads a
+:class:`Text` event answers with ``session.send(Ack(text.id))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+from . import messages
+from .errors import (
+    ConnectionLost,
+    HandshakeError,
+    LocalProtocolError,
+    MessageError,
+    P2PChatError,
+    RemoteProtocolError,
+)
+from .framing import FrameDecoder, encode_frame
+from .messages import Ack, Bye, Hello, Message, Rekey, Text
+from .noise import CipherState, HandshakeState
+
+PROLOGUE = b"p2pchat/1"  # binds the handshake to this protocol and version
+REKEY_INTERVAL = 1000  # messages between our rekeys: well inside the protocol's 10,000
+
+# Argon2id turns a passphrase into the XXpsk3 psk; the costs are part of the protocol.
+PSK_SALT = b"p2pchat/1 passphrase"
+PSK_ITERATIONS = 3
+PSK_LANES = 4
+PSK_MEMORY_KIB = 65536
+
+
+def derive_psk(passphrase: str) -> bytes:
+    """The 32-byte psk for *passphrase*: Argon2id with the protocol's fixed salt and costs."""
+    kdf = Argon2id(
+        salt=PSK_SALT, length=32, iterations=PSK_ITERATIONS, lanes=PSK_LANES, memory_cost=PSK_MEMORY_KIB
+    )
+    return kdf.derive(passphrase.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """The handshake finished: the peer proved it holds *remote_static*."""
+
+    remote_static: bytes  # the peer's 32-byte X25519 identity key
+    handshake_hash: bytes  # Noise h: the same on both sides, the source of the safety code
+
+
+Event = HandshakeComplete | Hello | Text | Ack | Bye
+
+
+class Session:
+    """The p2pchat/1 protocol for one side of one connection."""
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        static_key: X25519PrivateKey,
+        hello: Hello,
+        psk: bytes | None = None,
+        ephemeral: X25519PrivateKey | None = None,
+        generate: Callable[[], X25519PrivateKey] = X25519PrivateKey.generate,
+        rekey_interval: int = REKEY_INTERVAL,
+    ) -> None:
+        if rekey_interval < 1:
+            raise ValueError("rekey_interval must be at least 1")
+        self._handshake: HandshakeState | None = HandshakeState(
+            initiator=initiator,
+            s=static_key,
+            prologue=PROLOGUE,
+            psk=psk,
+            ephemeral=ephemeral,
+            generate=generate,
+        )
+        self.initiator = initiator
+        self._hello = hello
+        self._rekey_interval = rekey_interval
+        self._decoder = FrameDecoder()
+        self._outgoing = bytearray()  # handshake-time output only
+        self._send_cipher: CipherState | None = None
+        self._recv_cipher: CipherState | None = None
+        self._sent_since_rekey = 0
+        self._bye_sent = False
+        self._hello_received = False
+        self.bye_received = False
+        self._failed: P2PChatError | None = None
+        if initiator:
+            self._outgoing += encode_frame(self._handshake.write_message())
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake is None
+
+    def data_to_send(self) -> bytes:
+        """Bytes the handshake wants sent now (frames, possibly several)."""
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, message: Message) -> bytes:
+        """The frame(s) carrying *message*; a rekey message follows every *rekey_interval*."""
+        if self._send_cipher is None:
+            raise LocalProtocolError("cannot send before the handshake is complete")
+        if self._bye_sent:
+            raise LocalProtocolError("cannot send after bye")
+        if isinstance(message, Rekey):
+            raise ValueError("rekeying is the session's job")
+        out = self._seal(message)
+        if isinstance(message, Bye):
+            self._bye_sent = True
+            return out
+        self._sent_since_rekey += 1
+        if self._sent_since_rekey >= self._rekey_interval:
+            out += self._seal(Rekey())
+            self._send_cipher.rekey()  # right after sending it, as the protocol says
+            self._sent_since_rekey = 0
+        return out
+
+    def _seal(self, message: Message) -> bytes:
+        assert self._send_cipher is not None
+        return encode_frame(self._send_cipher.encrypt_with_ad(b"", messages.encode(message)))
+
+    # -- receiving -----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; return what they meant, in order.
+
+        Raises a RemoteProtocolError subclass (TamperedError, HandshakeError,
+        FrameError, MessageError) when the peer's bytes are wrong; after that
+        the session refuses to go on.
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._receive(data)
+        except P2PChatError as exc:
+            self._failed = exc
+            raise
+
+    def receive_eof(self) -> None:
+        """The peer closed the connection. ConnectionLost unless it said bye first."""
+        if self._failed is not None:
+            raise self._failed
+        self._decoder.end_of_stream()
+        if self._handshake is not None:
+            raise ConnectionLost("the peer hung up during the handshake")
+        if not self.bye_received:
+            raise ConnectionLost()
+
+    def _receive(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        for frame in self._decoder.frames(data):
+            if self.bye_received:
+                raise RemoteProtocolError("the peer sent data after saying goodbye")
+            if self._handshake is not None:
+                self._read_handshake(self._handshake, frame, events)
+                continue
+            assert self._recv_cipher is not None
+            message = messages.decode(self._recv_cipher.decrypt_with_ad(b"", frame))
+            if isinstance(message, Rekey):
+                self._recv_cipher.rekey()
+            elif isinstance(message, Hello):
+                if self._hello_received:
+                    raise MessageError("the peer said hello twice")
+                self._hello_received = True
+                events.append(message)
+            elif message is not None:
+                if not self._hello_received and not isinstance(message, Bye):
+                    raise MessageError("the peer did not say hello first")
+                self.bye_received = isinstance(message, Bye)
+                events.append(message)
+        return events
+
+    def _read_handshake(self, handshake: HandshakeState, frame: bytes, events: list[Event]) -> None:
+        if handshake.my_turn_to_write():
+            raise HandshakeError("the peer sent a handshake message out of turn")
+        handshake.read_message(frame)  # handshake payloads are empty; any content is ignored
+        if not handshake.complete:
+            self._outgoing += encode_frame(handshake.write_message())
+        if handshake.complete:
+            self._finish_handshake(handshake, events)
+
+    def _finish_handshake(self, handshake: HandshakeState, events: list[Event]) -> None:
+        assert handshake.cipher_states is not None and handshake.rs is not None
+        first, second = handshake.cipher_states  # the initiator sends with the first
+        self._send_cipher, self._recv_cipher = (first, second) if self.initiator else (second, first)
+        self._handshake = None
+        events.append(HandshakeComplete(handshake.rs, handshake.handshake_hash()))
+        self._outgoing += self.send(self._hello)
