@@ -25,6 +25,7 @@ class ChatOptions:
     name: str
     peer: str | None = None  # a pinned fingerprint
     passphrase: str | None = None
+    wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
 
 
 def status(line: str) -> None:
@@ -66,8 +67,9 @@ def chat(options: ChatOptions) -> int:
         sock.close()
         raise
     if sys.stdin.isatty():
-        return _interactive(sock, session, early, peer, intro, trust, key, known)
-    return _pipe(sock, session, early, peer, intro)
+        wait = QUIT_ACK_WAIT if options.wait is None else options.wait
+        return _interactive(sock, session, early, peer, intro, trust, key, known, wait)
+    return _pipe(sock, session, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
 
 
 def _connect(
@@ -139,6 +141,7 @@ def _interactive(
     trust: list[str],
     key: object,
     known: identity.KnownPeers,
+    wait: float,
 ) -> int:
     from .cli import HANDLER
     from .ui import COLOURS, ChatUI, Ending, Person
@@ -169,17 +172,17 @@ def _interactive(
     ui = ChatUI(link, me, them, trust=lambda: trust[0], commands={"/verify": verify_command})
     for text, warning in intro:
         ui.system(text, warning)
-    link.start(early)
-    HANDLER.hold()
+    HANDLER.hold_records()
     try:
-        ending = ui.run()
-    except BaseException:
-        link.close(say_bye=True)
-        raise
+        try:
+            link.start(early)
+            ending = ui.run()
+        finally:
+            HANDLER.release_records()
+        kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
+        return finish(link, kind, lambda: ui.ended, them.name, wait)
     finally:
-        HANDLER.release()
-    kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
-    return finish(link, kind, lambda: ui.ended, them.name, QUIT_ACK_WAIT)
+        link.close(say_bye=True)  # a no-op after finish(); ends the threads on any other way out
 
 
 def session_name(session: Session) -> str:
@@ -187,7 +190,12 @@ def session_name(session: Session) -> str:
 
 
 def _pipe(
-    sock: socket.socket, session: Session, early: list[Event], peer: net.Peer, intro: list[tuple[str, bool]]
+    sock: socket.socket,
+    session: Session,
+    early: list[Event],
+    peer: net.Peer,
+    intro: list[tuple[str, bool]],
+    wait: float,
 ) -> int:
     from .pipe import Pipe
 
@@ -196,14 +204,15 @@ def _pipe(
     name = clean_name(peer.hello.name)
     pipe = Pipe(name)
     link = net.Link(sock, session, pipe.on_event)
-    link.start(early)
     try:
         try:
+            link.start(early)
             kind = "quit" if pipe.run(link) else "ended"
         except KeyboardInterrupt:
             kind = "interrupted"
-        return finish(link, kind, lambda: pipe.ended, name, PIPE_ACK_WAIT)
+        return finish(link, kind, lambda: pipe.ended, name, wait)
     finally:
+        link.close(say_bye=True)  # a no-op after finish(); ends the threads if a second Ctrl-C cut it short
         pipe.close()
 
 

@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--name", help="the name your peer sees (default: your login name)")
     chat.add_argument("--peer", metavar="FINGERPRINT", help="abort unless the peer's key has this fingerprint")
     chat.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="at the end, how long to wait for the peer to acknowledge what you sent (pipe: 30, chat: 3)",
+    )
+    chat.add_argument(
         "--passphrase",
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
@@ -85,10 +91,10 @@ class _HoldingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         else:
             super().emit(record)
 
-    def hold(self) -> None:
+    def hold_records(self) -> None:
         self.held = []
 
-    def release(self) -> None:
+    def release_records(self) -> None:
         held, self.held = self.held or [], None
         for record in held:
             super().emit(record)
@@ -151,6 +157,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
+        wait=args.wait,
     )
 
 

@@ -289,6 +289,7 @@ class Link:
         self._pending: dict[int, str] = {}  # our texts the peer has not acknowledged, by id
         self._next_id = 1
         self._closing = False
+        self._bye_queued = False
         self._ended = False  # the receiver thread saw the end of the link
         self._failed = False
         self._sender = threading.Thread(target=self._send_loop, name="p2pchat-sender")
@@ -313,6 +314,7 @@ class Link:
                 self._pending[message_id] = piece
                 self._outgoing.put(Text(message_id, piece, action))
                 ids.append(message_id)
+        log.debug("queued text %s", ", ".join(map(str, ids)))
         return ids
 
     def unacknowledged(self) -> dict[int, str]:
@@ -337,20 +339,27 @@ class Link:
             return not self._pending
 
     def close(self, say_bye: bool = True) -> None:
-        """End the chat: bye (if the link still works), then stop both threads and close."""
+        """End the chat: bye (if the link still works), then stop both threads and close.
+
+        Safe to call again, even after a Ctrl-C interrupted an earlier call.
+        """
         with self._lock:
             self._closing = True
-            ended = self._ended
-        if self._sender.is_alive():
-            if say_bye and not ended:
-                self._outgoing.put(Bye())
-            self._outgoing.put(_STOP)
-            self._sender.join()
-        # Give the peer a moment to read our bye and hang up; then cut the link ourselves.
-        self._receiver.join(CLOSE_LINGER if say_bye and not ended else 0)
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._receiver.join()
+            send_bye = say_bye and not self._ended and not self._bye_queued and self._sender.is_alive()
+            self._bye_queued |= send_bye
+        if self._sender.ident is None:  # never started
+            self._sock.close()
+            return
+        if send_bye:
+            self._outgoing.put(Bye())
+        self._outgoing.put(_STOP)
+        self._sender.join()
+        if self._receiver.ident is not None:
+            # Give the peer a moment to read our bye and hang up; then cut the link ourselves.
+            self._receiver.join(CLOSE_LINGER if send_bye else 0)
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._receiver.join()
         self._sock.close()
 
     # -- the threads -----------------------------------------------------------

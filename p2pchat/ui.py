@@ -122,10 +122,12 @@ class ChatUI:
                 HSplit(
                     [
                         Window(FormattedTextControl(self._status), height=1, style="class:status"),
+                        Window(),  # an empty filler: the conversation sits on the input line, as in chat apps
                         Window(
                             FormattedTextControl(self._conversation, get_cursor_position=self._last_line),
                             wrap_lines=True,
                             always_hide_cursor=True,
+                            dont_extend_height=True,
                         ),
                         Window(
                             BufferControl(self._input, input_processors=[BeforeInput("> ", style="class:prompt")]),
@@ -194,7 +196,7 @@ class ChatUI:
         head += [("", "* "), (name_style, who.name), ("", " ")] if action else [(name_style, who.name), ("", ": ")]
         indent = " " * sum(len(t) for _, t, *_ in head)
         new_lines = []
-        for number, part in enumerate(clean_text(text).split("\n")):
+        for number, part in enumerate(clean_text(text).expandtabs(4).split("\n")):
             start: StyleAndTextTuples = head if number == 0 else [("", indent)]
             line = _Line([*start, ("", part)], pending=ids is not None)
             self._lines.append(line)
@@ -219,7 +221,8 @@ class ChatUI:
         if not self._lines:
             return Point(0, 0)
         row = max(0, len(self._lines) - 1 - self._scroll_back)
-        return Point(sum(len(t) for _, t, *_ in self._lines[row].fragments), row)
+        # The last character, not one past it: a line that fills the width exactly would show a blank row.
+        return Point(max(0, sum(len(t) for _, t, *_ in self._lines[row].fragments) - 1), row)
 
     def _status(self) -> StyleAndTextTuples:
         if self.ended is None:
