@@ -115,9 +115,7 @@ def decode(plaintext: bytes) -> Message | None:
             raise MessageError("the peer sent a name that is far too long")
         return Hello(name=name, client=_optional(obj, "client", str, ""))
     if kind == "text":
-        return Text(
-            id=_id(obj), text=_required(obj, "text", str), action=_optional(obj, "action", bool, False)
-        )
+        return Text(id=_id(obj), text=_required(obj, "text", str), action=_optional(obj, "action", bool, False))
     if kind == "ack":
         return Ack(id=_id(obj))
     if kind == "rekey":

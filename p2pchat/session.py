@@ -46,9 +46,7 @@ PSK_MEMORY_KIB = 65536
 
 def derive_psk(passphrase: str) -> bytes:
     """The 32-byte psk for *passphrase*: Argon2id with the protocol's fixed salt and costs."""
-    kdf = Argon2id(
-        salt=PSK_SALT, length=32, iterations=PSK_ITERATIONS, lanes=PSK_LANES, memory_cost=PSK_MEMORY_KIB
-    )
+    kdf = Argon2id(salt=PSK_SALT, length=32, iterations=PSK_ITERATIONS, lanes=PSK_LANES, memory_cost=PSK_MEMORY_KIB)
     return kdf.derive(passphrase.encode("utf-8"))
 
 

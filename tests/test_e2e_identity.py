@@ -55,8 +55,10 @@ def test_changed_key_at_a_dialed_address_aborts_before_any_message(homes: tuple[
         # The dialer remembers another key at this address (as if it had talked to someone else there).
         old_key = bytes(range(32))
         (homes[1]).mkdir(parents=True)
-        known = {"version": 1, "peers": [{"key": old_key.hex(), "names": ["lis"],
-                                          "addresses": [f"127.0.0.1:{port}"], "verified": True}]}
+        known = {
+            "version": 1,
+            "peers": [{"key": old_key.hex(), "names": ["lis"], "addresses": [f"127.0.0.1:{port}"], "verified": True}],
+        }
         (homes[1] / "known_peers").write_text(json.dumps(known))
         with dialer(homes[1], port) as dia:
             dia.write("secret\n")
@@ -86,7 +88,7 @@ def test_name_claimed_by_another_key_warns(homes: tuple[Path, Path]) -> None:
 
 def test_pinned_key_that_matches(homes: tuple[Path, Path]) -> None:
     pinned = _fingerprint(homes[0]).replace(" ", "")  # any spacing will do
-    lis, dia = _chat_once(homes, "--peer", pinned)
+    lis, _ = _chat_once(homes, "--peer", pinned)
     assert lis.out == ["dia: hi\n"]
 
 
@@ -132,8 +134,9 @@ def test_identity_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     os.chmod(key, 0o644)
     with Proc(["id"], tmp_path) as proc:
         assert proc.finish() == 3
-    assert proc.err == [f"p2pchat: identity key {key} is accessible by other users; refusing to use it "
-                        f"(fix: chmod 600 {key})\n"]
+    assert proc.err == [
+        f"p2pchat: identity key {key} is accessible by other users; refusing to use it (fix: chmod 600 {key})\n"
+    ]
 
 
 def test_corrupt_identity_key_is_an_error_not_replaced(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -107,6 +108,12 @@ def test_input_line_stays_put_while_messages_arrive(homes: tuple[Path, Path]) ->
             assert re.fullmatch(r"\d\d:\d\d lis: half typed and sent", term.rows()[-2])
             term.type("/me waves\r")
             dia.wait_out(r"^\* lis waves$")
+            term.type("/verify\r")
+            term.wait(lambda: any("-- safety code" in row for row in term.rows()), "the safety code")
+            term.type("/verify confirm\r")
+            term.wait(lambda: "verified" in term.rows()[0].replace("unverified", ""), "verified in the status bar")
+            known = json.loads((homes[0] / "known_peers").read_text())["peers"]
+            assert [peer["verified"] for peer in known] == [True]
             term.type("/quit\r")
             assert term.close() == 0
             assert dia.finish() == 0
