@@ -26,6 +26,7 @@ class ChatOptions:
     peer: str | None = None  # a pinned fingerprint
     passphrase: str | None = None
     wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
+    handshake_timeout: float = net.HANDSHAKE_TIMEOUT
 
 
 def status(line: str) -> None:
@@ -60,7 +61,7 @@ def chat(options: ChatOptions) -> int:
                 f"If you know why it changed, forget the old key with: p2pchat forget {dialed}"
             )
 
-    sock, session, peer, early = _connect(options.listening, address, make_session, verify)
+    sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
     try:
         intro, trust = _introduce(peer, known, dialed, options.listening)
     except BaseException:
@@ -77,6 +78,7 @@ def _connect(
     address: net.Address,
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
+    timeout: float,
 ) -> tuple[socket.socket, Session, net.Peer, list[Event]]:
     if listening:
         listener = net.listen(address)
@@ -87,13 +89,13 @@ def _connect(
             def rejected(caller: str, error: P2PChatError) -> None:
                 status(f"dropped a caller from {caller}: {error}")
 
-            return net.accept(listener, make_session, verify, rejected)
+            return net.accept(listener, make_session, verify, rejected, timeout)
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     sock = net.dial(address)
     session = make_session()
     try:
-        peer, early = net.handshake(sock, session, verify)
+        peer, early = net.handshake(sock, session, verify, timeout)
     except BaseException:
         sock.close()
         raise

@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help="at the end, how long to wait for the peer to acknowledge what you sent (pipe: 30, chat: 3)",
     )
     chat.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a peer gets to complete the handshake (default: 10)",
+    )
+    chat.add_argument(
         "--passphrase",
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
@@ -158,6 +165,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
         wait=args.wait,
+        handshake_timeout=args.handshake_timeout,
     )
 
 

@@ -29,7 +29,9 @@ class P2PChatError(Exception):
     exit_code: ExitCode = ExitCode.NETWORK
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip().splitlines()[0])
+        # By default the docstring's first line, written for users, as a message: "connection lost: ..."
+        default = (self.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        super().__init__(message or default[:1].lower() + default[1:])
 
 
 class UsageError(P2PChatError):

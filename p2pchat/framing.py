@@ -42,7 +42,7 @@ class FrameDecoder:
             return None
         length = int.from_bytes(buffer[:HEADER_LEN], "big")
         if length == 0:
-            self._failed = FrameError("the peer sent an empty frame")
+            self._failed = FrameError("the peer sent an empty frame: the connection may have been tampered with")
             raise self._failed
         end = HEADER_LEN + length
         if len(buffer) < end:
@@ -67,5 +67,5 @@ class FrameDecoder:
     def end_of_stream(self) -> None:
         """The connection ended: a FrameError if it ended inside a frame."""
         if self._buffer:
-            self._failed = FrameError("the connection ended inside a frame")
+            self._failed = FrameError("the connection ended inside a frame: it may have been tampered with")
             raise self._failed
