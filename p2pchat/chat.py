@@ -62,15 +62,16 @@ def chat(options: ChatOptions) -> int:
             )
 
     sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
+    link = net.Link(sock, session)
     try:
         intro, trust = _introduce(peer, known, dialed, options.listening)
-    except BaseException:
-        sock.close()
-        raise
-    if sys.stdin.isatty():
-        wait = QUIT_ACK_WAIT if options.wait is None else options.wait
-        return _interactive(sock, session, early, peer, intro, trust, key, known, wait)
-    return _pipe(sock, session, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
+        if sys.stdin.isatty():
+            wait = QUIT_ACK_WAIT if options.wait is None else options.wait
+            me = (options.name, identity.my_public_key(key))
+            return _interactive(link, early, peer, intro, trust, me, known, wait)
+        return _pipe(link, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
+    finally:
+        link.close(say_bye=True)  # a no-op after a normal end; on any other way out, bye and stop the threads
 
 
 def _connect(
@@ -97,6 +98,7 @@ def _connect(
     try:
         peer, early = net.handshake(sock, session, verify, timeout)
     except BaseException:
+        net.say_bye_quietly(sock, session)
         sock.close()
         raise
     return sock, session, peer, early
@@ -135,21 +137,19 @@ def _introduce(
 
 
 def _interactive(
-    sock: socket.socket,
-    session: Session,
+    link: net.Link,
     early: list[Event],
     peer: net.Peer,
     intro: list[tuple[str, bool]],
     trust: list[str],
-    key: object,
+    me: tuple[str, bytes],  # our name and public key
     known: identity.KnownPeers,
     wait: float,
 ) -> int:
     from .cli import HANDLER
     from .ui import COLOURS, ChatUI, Ending, Person
 
-    me_key = identity.my_public_key(key)  # type: ignore[arg-type]
-    me = Person(clean_name(session_name(session)), identity.colour_index(me_key, len(COLOURS)))
+    myself = Person(clean_name(me[0]), identity.colour_index(me[1], len(COLOURS)))
     them = Person(clean_name(peer.hello.name), identity.colour_index(peer.remote_static, len(COLOURS)))
     code = identity.safety_code(peer.handshake_hash)
 
@@ -169,31 +169,21 @@ def _interactive(
             "if the safety code is the same on both screens, type /verify confirm",
         ]
 
-    ui: ChatUI
-    link = net.Link(sock, session, lambda event: ui.on_event(event))
-    ui = ChatUI(link, me, them, trust=lambda: trust[0], commands={"/verify": verify_command})
+    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command})
     for text, warning in intro:
         ui.system(text, warning)
-    HANDLER.hold_records()
+    HANDLER.hold_records()  # the screen is the interface's now: -v details wait until it closes
     try:
-        try:
-            link.start(early)
-            ending = ui.run()
-        finally:
-            HANDLER.release_records()
-        kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
-        return finish(link, kind, lambda: ui.ended, them.name, wait)
+        link.start(ui.on_event, early)
+        ending = ui.run()
     finally:
-        link.close(say_bye=True)  # a no-op after finish(); ends the threads on any other way out
-
-
-def session_name(session: Session) -> str:
-    return session._hello.name
+        HANDLER.release_records()
+    kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
+    return finish(link, kind, lambda: ui.ended, them.name, wait)
 
 
 def _pipe(
-    sock: socket.socket,
-    session: Session,
+    link: net.Link,
     early: list[Event],
     peer: net.Peer,
     intro: list[tuple[str, bool]],
@@ -205,16 +195,15 @@ def _pipe(
         status(text)
     name = clean_name(peer.hello.name)
     pipe = Pipe(name)
-    link = net.Link(sock, session, pipe.on_event)
     try:
         try:
-            link.start(early)
+            link.start(pipe.on_event, early)
             kind = "quit" if pipe.run(link) else "ended"
         except KeyboardInterrupt:
             kind = "interrupted"
         return finish(link, kind, lambda: pipe.ended, name, wait)
     finally:
-        link.close(say_bye=True)  # a no-op after finish(); ends the threads if a second Ctrl-C cut it short
+        link.close(say_bye=True)  # the threads must end before the wake-up pipe closes
         pipe.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -131,6 +132,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _forget(args.target)
         from .chat import chat
 
+        # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
+        signal.signal(signal.SIGTERM, _interrupt)
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
@@ -145,6 +148,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERNAL
     finally:
         log.removeHandler(HANDLER)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _options(args: argparse.Namespace) -> ChatOptions:

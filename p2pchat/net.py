@@ -222,6 +222,17 @@ def handshake(
     return Peer(complete.remote_static, complete.handshake_hash, hello, peer_name(sock)), pending
 
 
+def say_bye_quietly(sock: socket.socket, session: Session) -> None:
+    """Leave politely if the handshake got that far (Ctrl-C while connecting); never raises.
+
+    Nothing is sent if our side of the handshake is still unsent (a key check refused the peer).
+    """
+    if session.handshake_complete and not session.has_unsent_data:
+        with contextlib.suppress(OSError, P2PChatError):
+            sock.settimeout(CLOSE_LINGER)
+            sock.sendall(session.send(Bye()))
+
+
 def _recv(sock: socket.socket, deadline: float) -> bytes:
     sock.settimeout(max(0.001, deadline - time.monotonic()))
     return sock.recv(RECV_SIZE)
@@ -255,6 +266,7 @@ def accept(
             sock.close()
             continue
         except BaseException:
+            say_bye_quietly(sock, session)
             sock.close()
             raise
         sock.settimeout(None)
@@ -269,20 +281,15 @@ _STOP = object()  # tells the sender thread to finish
 class Link:
     """One connected chat: a sender thread, a receiver thread, and delivery tracking.
 
-    *on_event* is called from the receiver thread (and once, from whichever
-    thread notices, with LinkFailed); it must not block for long.
+    Made as soon as the handshake is done, so that :meth:`close` can say bye on
+    every way out, even before the interface is up and :meth:`start` is called.
     """
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        session: Session,
-        on_event: Callable[[ChatEvent], None],
-    ) -> None:
+    def __init__(self, sock: socket.socket, session: Session) -> None:
         sock.settimeout(None)
         self._sock = sock
         self._session = session
-        self._on_event = on_event
+        self._on_event: Callable[[ChatEvent], None] = lambda event: None
         self._outgoing: queue.SimpleQueue[Message | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -295,8 +302,13 @@ class Link:
         self._sender = threading.Thread(target=self._send_loop, name="p2pchat-sender")
         self._receiver = threading.Thread(target=self._receive_loop, name="p2pchat-receiver")
 
-    def start(self, already_received: Sequence[Event] = ()) -> None:
-        """Start both threads; *already_received* came in with the handshake."""
+    def start(self, on_event: Callable[[ChatEvent], None], already_received: Sequence[Event] = ()) -> None:
+        """Start both threads; *already_received* came in with the handshake.
+
+        *on_event* is called from the receiver thread (and once, from whichever
+        thread notices, with LinkFailed); it must not block for long.
+        """
+        self._on_event = on_event
         self._sender.start()
         for event in already_received:
             self._dispatch(event)
@@ -345,9 +357,12 @@ class Link:
         """
         with self._lock:
             self._closing = True
-            send_bye = say_bye and not self._ended and not self._bye_queued and self._sender.is_alive()
+            running = self._sender.is_alive() or self._sender.ident is None
+            send_bye = say_bye and not self._ended and not self._bye_queued and running
             self._bye_queued |= send_bye
-        if self._sender.ident is None:  # never started
+        if self._sender.ident is None:  # never started: say bye from here
+            if send_bye:
+                say_bye_quietly(self._sock, self._session)
             self._sock.close()
             return
         if send_bye:

@@ -104,6 +104,11 @@ class Session:
     def handshake_complete(self) -> bool:
         return self._handshake is None
 
+    @property
+    def has_unsent_data(self) -> bool:
+        """Handshake output not yet taken by data_to_send()."""
+        return bool(self._outgoing)
+
     def data_to_send(self) -> bytes:
         """Bytes the handshake wants sent now (frames, possibly several)."""
         out = bytes(self._outgoing)

@@ -100,9 +100,20 @@ def test_ctrl_c_exits_130(homes: tuple[Path, Path]) -> None:
     with lis, dialer(homes[1], port) as dia:
         lis.wait_err(r"dia joined")
         dia.signal(signal.SIGINT)
-        assert dia.finish() == 130
-        assert lis.finish() == 0  # the interrupted side still said bye
+        assert dia.finish() == 130, dia.stderr_text
+        lis.wait_err(r"dia left the chat")
+        assert lis.finish() == 0, lis.stderr_text  # the interrupted side still said bye
     assert "dia left the chat" in lis.stderr_text
+
+
+def test_sigterm_says_bye_and_exits_130(homes: tuple[Path, Path]) -> None:
+    lis, port = listener(homes[0])
+    with lis, dialer(homes[1], port) as dia:
+        lis.wait_err(r"dia joined")
+        dia.signal(signal.SIGTERM)
+        assert dia.finish() == 130
+        lis.wait_err(r"dia left the chat")
+        assert lis.finish() == 0
 
 
 def test_ctrl_c_while_listening_exits_130(tmp_path: Path) -> None:
