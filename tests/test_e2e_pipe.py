@@ -135,3 +135,35 @@ def test_pipe_mode_never_imports_prompt_toolkit(homes: tuple[Path, Path], tmp_pa
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert lis.out == ["dia: no terminal here\n"]
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_default_listener_takes_ipv6_and_hostnames(homes: tuple[Path, Path]) -> None:
+    for target in ("[::1]", "localhost", "127.0.0.1") if _has_ipv6_loopback() else ("localhost", "127.0.0.1"):
+        lis = Proc(["listen", "0", "--name", "lis"], homes[0])
+        port = lis.port()
+        assert "listening on *:" in lis.stderr_text
+        with lis, Proc(["dial", f"{target}:{port}", "--name", "dia"], homes[1]) as dia:
+            dia.write(f"via {target}\n")
+            assert dia.finish() == 0, dia.stderr_text
+            assert lis.finish() == 0
+        assert lis.out == [f"dia: via {target}\n"]
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    with Proc(["--version"], tmp_path) as proc:
+        assert proc.finish() == 0
+    assert proc.out == ["p2pchat 0.1.0\n"]
+    with Proc(["--help"], tmp_path) as proc:
+        assert proc.finish() == 0
+    help_text = "".join(proc.out)
+    assert "p2pchat listen 9090" in help_text and "exit codes" in help_text
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # neither made an identity key

@@ -43,6 +43,7 @@ class Terminal:
             stderr=slave,
             env=full_env,
             start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty is its terminal, as in real life
         )
         os.close(slave)
         self.master = master
@@ -141,6 +142,36 @@ def test_peer_leaving_is_reported_and_exit_code_is_0(homes: tuple[Path, Path]) -
             term.type("\r")  # "Press Enter to close."
             assert term.close() == 0
         assert b"dia left the chat" in term.raw
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def test_passphrase_prompt_multiline_and_history(homes: tuple[Path, Path]) -> None:
+    term = Terminal(["listen", "127.0.0.1:0", "--name", "lis", "--passphrase"], homes[0])
+    try:
+        term.wait(lambda: b"passphrase (shared with your peer): " in term.raw, "the passphrase prompt")
+        term.type("sesame\r")
+        term.wait(lambda: re.search(rb"listening on .*:(\d+)", term.raw) is not None, "the listening line")
+        assert b"sesame" not in term.raw  # not echoed
+        match = re.search(rb"listening on .*:(\d+)", term.raw)
+        assert match is not None
+        with dialer(homes[1], int(match.group(1)), env={"P2PCHAT_PASSPHRASE": "sesame"}) as dia:
+            term.wait(lambda: "connected" in term.rows()[0], "the status bar")
+            term.type("two\x1b\rlines\r")  # Alt+Enter between them
+            dia.wait_out(r"^lis: lines$")
+            assert dia.out[-2:] == ["lis: two\n", "lis: lines\n"]
+            term.wait(lambda: term.rows()[-2] == " " * 11 + "lines", "the message's second line, indented")
+            assert re.fullmatch(r"\d\d:\d\d lis: two", term.rows()[-3])
+            term.type("\x1b[A")  # Up recalls the last line sent
+            term.wait(lambda: term.rows()[-2:] == ["> two", "lines"], "the recalled lines in the input")
+            term.type("\x04")  # Ctrl-D with text in the input does not quit...
+            term.type("\x15\x7f\x15")  # (clear: Ctrl-U, Backspace, Ctrl-U)
+            term.wait(lambda: term.rows()[-1] == ">", "the cleared input")
+            assert term.proc.poll() is None
+            term.type("\x04")  # ...but on an empty line it does
+            assert term.close() == 0
+            assert dia.finish() == 0
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
