@@ -79,6 +79,29 @@ def _dumps(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# Bytes JSON must escape inside a string: controls, quote, backslash. A UTF-8 multi-byte
+# sequence never contains them, so a scan of the encoded bytes is exact.
+_ESCAPE_FLAGS = bytes(1 if byte < 0x20 or byte in b'"\\' else 0 for byte in range(256))
+
+
+def _json_string(text: str) -> bytes:
+    """json.dumps(text, ensure_ascii=False) as UTF-8, byte for byte, fast for plain text.
+
+    The C escaper walks a long text character by character; most texts need no
+    escaping at all, and one table lookup per byte finds that out about 3x sooner.
+    """
+    raw = text.encode("utf-8")
+    if 1 in raw.translate(_ESCAPE_FLAGS):
+        return _dumps(text)
+    return b'"' + raw + b'"'
+
+
+def _encode_text(message: Text) -> bytes:
+    # The same bytes as _dumps(to_json(message)), built without the generic encoder.
+    action = b',"action":true}' if message.action else b"}"
+    return b'{"type":"text","id":%d,"text":%b%b' % (message.id, _json_string(message.text), action)
+
+
 def pad(plaintext: bytes) -> bytes:
     """*plaintext* followed by spaces up to the next multiple of PAD_BLOCK."""
     return plaintext + b" " * (-len(plaintext) % PAD_BLOCK)
@@ -86,10 +109,13 @@ def pad(plaintext: bytes) -> bytes:
 
 def encode(message: Message) -> bytes:
     """The padded plaintext of *message*; ValueError if it cannot fit in one frame."""
-    body = _dumps(to_json(message))
+    body = _encode_text(message) if type(message) is Text else _dumps(to_json(message))
     if len(body) > MAX_PADDED:
         raise ValueError(f"message of {len(body)} bytes is over the {MAX_PADDED}-byte limit")
     return pad(body)
+
+
+_DECODER = json.JSONDecoder()
 
 
 def decode(plaintext: bytes) -> Message | None:
@@ -101,7 +127,8 @@ def decode(plaintext: bytes) -> Message | None:
     if not plaintext.startswith(b"{"):
         return None  # reserved for later binary message types
     try:
-        obj = json.loads(plaintext)
+        # Decoded as UTF-8 here: json.loads(bytes) would also guess UTF-16 and UTF-32.
+        obj = _DECODER.decode(plaintext.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or digits
         raise MessageError("the peer sent a message that is not valid JSON") from exc
     if not isinstance(obj, dict):
@@ -158,7 +185,7 @@ _BREAK_WINDOW = 2048  # prefer to split at a newline or space this close to the 
 
 
 def _text_cost(text: str) -> int:
-    return len(_dumps(text)) - 2  # less the two quotes
+    return len(_json_string(text)) - 2  # less the two quotes
 
 
 def split_text(text: str) -> list[str]:
@@ -167,6 +194,8 @@ def split_text(text: str) -> list[str]:
     Nothing is dropped: ``"".join(split_text(t)) == t``. Cuts fall after a
     newline or a space where one is near the limit, else between characters.
     """
+    if len(text) <= MAX_TEXT_BYTES // 6:  # no character costs more than 6 bytes: it fits
+        return [text]
     pieces: list[str] = []
     rest = text
     while _text_cost(rest) > MAX_TEXT_BYTES:

@@ -153,7 +153,7 @@ def dial(address: Address, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
 def peer_name(sock: socket.socket) -> str:
     try:
         host, port = sock.getpeername()[:2]
-    except OSError:
+    except (OSError, ValueError):  # gone already, or not an IP socket
         return "unknown address"
     host = host.removeprefix("::ffff:")  # an IPv4 caller on a dual-stack listener
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

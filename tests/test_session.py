@@ -203,6 +203,7 @@ def test_malformed_messages_from_an_authenticated_peer() -> None:
         b"{" + b"[" * 50000,
         b'{"type":"text","id":' + b"9" * 20000 + b',"text":"x"}',
         b'{"type":"text","id":1,"text":"\xff"}',
+        '{"type":"bye"}'.encode("utf-16-le"),  # JSON, but not UTF-8
     ]:
         with pytest.raises(MessageError):
             messages.decode(body)

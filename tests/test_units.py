@@ -126,3 +126,17 @@ def test_listen_on_every_interface_takes_ipv4_and_ipv6() -> None:
                 client.connect((host, port))
                 accepted, _ = server.accept()
                 accepted.close()
+
+
+def test_fast_text_encoding_is_byte_for_byte_json() -> None:
+    import json
+    import random
+
+    rng = random.Random(7)
+    alphabet = ['"', "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "🙂", "\u2028", "a", " ", "/", "\ud7ff"]
+    for n in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for message in (Text(n + 1, text), Text(MAX_ID, text, action=True)):
+            generic = json.dumps(messages.to_json(message), ensure_ascii=False, separators=(",", ":")).encode()
+            assert messages.encode(message).rstrip(b" ") == generic
+            assert messages.decode(messages.encode(message)) == message
