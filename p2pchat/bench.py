@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -148,13 +148,15 @@ def bench_handshakes(settings: Settings, client_ctx: ssl.SSLContext, certificate
     """
     key = X25519PrivateKey.generate()
 
-    def p2pchat_client(sock: socket.socket) -> None:
-        net.handshake(sock, _session(True, key))
+    # As p2pchat itself does, a session (and its ephemeral key) is made before connecting.
+    def p2pchat_client(sock: socket.socket, session: Session | None) -> None:
+        assert session is not None
+        net.handshake(sock, session)
 
-    def tls_client(sock: socket.socket) -> None:
+    def tls_client(sock: socket.socket, session: Session | None) -> None:
         client_ctx.wrap_socket(sock, server_hostname="localhost").do_handshake()
 
-    def nothing(sock: socket.socket) -> None:
+    def nothing(sock: socket.socket, session: Session | None) -> None:
         pass
 
     clients = {"p2pchat": p2pchat_client, "tls13": tls_client, "tcp": nothing}
@@ -164,10 +166,11 @@ def bench_handshakes(settings: Settings, client_ctx: ssl.SSLContext, certificate
         kind = {"p2pchat": "p2pchat", "tls13": "tls", "tcp": "tcp"}[name] + "-handshakes"
         with _server_process(kind, certificates, settings.handshakes) as port:
             for _ in range(settings.handshakes):
+                session = _session(True, key) if name == "p2pchat" else None
                 start = time.perf_counter()
                 client = socket.create_connection((LOOPBACK, port))
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                client_side(client)
+                client_side(client, session)
                 samples.append(time.perf_counter() - start)
                 client.close()
         results[name] = statistics.median(samples)
@@ -185,10 +188,11 @@ def _serve(kind: str, certificates: Path, count: int, port_out: Callable[[int], 
         if kind.endswith("-handshakes"):
             key = X25519PrivateKey.generate()
             for _ in range(count):
+                session = _session(False, key)  # before accept(), as p2pchat's listener does
                 conn, _ = listener.accept()
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if kind.startswith("p2pchat"):
-                    net.handshake(conn, _session(False, key))
+                    net.handshake(conn, session)
                 elif server_ctx is not None:
                     conn = server_ctx.wrap_socket(conn, server_side=True)
                 while conn.recv(1024):  # until the dialer hangs up
@@ -474,6 +478,11 @@ def bench_idle(settings: Settings, home: Path) -> float:
     return 100 * (after - before) / settings.idle_seconds
 
 
+def _write_all(stream: IO[bytes], data: bytes) -> None:
+    stream.write(data)
+    stream.flush()
+
+
 def bench_memory(settings: Settings, home: Path) -> dict[str, float]:
     """RSS of a real receiving p2pchat after a tenth of the messages and after all of them (MiB)."""
     with _pair(home / "memory") as (listener, dialer):
@@ -483,11 +492,13 @@ def bench_memory(settings: Settings, home: Path) -> dict[str, float]:
         rss = []
         seen = 0
         for target in (tenth, settings.memory_messages):
-            dialer.stdin.write(line * (target - seen))
-            dialer.stdin.flush()
+            # Written from a thread: the pipes fill up if one side waits for the other.
+            feed = threading.Thread(target=_write_all, args=(dialer.stdin, line * (target - seen)))
+            feed.start()
             while seen < target:
                 listener.stdout.readline()
                 seen += 1
+            feed.join()
             rss.append(_memory_kib(listener.pid, "VmRSS") / 1024)
         peak = max(_memory_kib(pid, "VmHWM") for pid in (listener.pid, dialer.pid)) / 1024
     return {"rss_after_tenth": rss[0], "rss_after_all": rss[1], "peak": peak}

@@ -93,8 +93,8 @@ def _connect(
             return net.accept(listener, make_session, verify, rejected, timeout)
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
+    session = make_session()  # before dialing: the ephemeral key is ready once connected
     sock = net.dial(address)
-    session = make_session()
     try:
         peer, early = net.handshake(sock, session, verify, timeout)
     except BaseException:

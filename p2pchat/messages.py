@@ -8,7 +8,7 @@ Unknown types and unknown fields are ignored, so later versions can add both.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import MessageError
@@ -35,6 +35,8 @@ class Text:
     id: int
     text: str
     action: bool = False
+    # The text as a JSON string, when whoever made this message already encoded it (see pieces()).
+    json_text: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def _json_string(text: str) -> bytes:
 def _encode_text(message: Text) -> bytes:
     # The same bytes as _dumps(to_json(message)), built without the generic encoder.
     action = b',"action":true}' if message.action else b"}"
-    return b'{"type":"text","id":%d,"text":%b%b' % (message.id, _json_string(message.text), action)
+    text = message.json_text if message.json_text is not None else _json_string(message.text)
+    return b'{"type":"text","id":%d,"text":%b%b' % (message.id, text, action)
 
 
 def pad(plaintext: bytes) -> bytes:
@@ -194,11 +197,16 @@ def split_text(text: str) -> list[str]:
     Nothing is dropped: ``"".join(split_text(t)) == t``. Cuts fall after a
     newline or a space where one is near the limit, else between characters.
     """
+    return [piece for piece, _ in pieces(text)]
+
+
+def pieces(text: str) -> list[tuple[str, bytes | None]]:
+    """split_text(), each piece with its JSON string when measuring it needed one (saves encoding twice)."""
     if len(text) <= MAX_TEXT_BYTES // 6:  # no character costs more than 6 bytes: it fits
-        return [text]
-    pieces: list[str] = []
+        return [(text, None)]
+    out: list[tuple[str, bytes | None]] = []
     rest = text
-    while _text_cost(rest) > MAX_TEXT_BYTES:
+    while len(encoded := _json_string(rest)) - 2 > MAX_TEXT_BYTES:
         # Binary search for the longest prefix that fits (a character costs 1 to 6 bytes).
         low, high = MAX_TEXT_BYTES // 6, min(len(rest), MAX_TEXT_BYTES)
         while low < high:
@@ -213,7 +221,7 @@ def split_text(text: str) -> list[str]:
             if at != -1:
                 cut = at + 1
                 break
-        pieces.append(rest[:cut])
+        out.append((rest[:cut], None))
         rest = rest[cut:]
-    pieces.append(rest)
-    return pieces
+    out.append((rest, encoded))
+    return out

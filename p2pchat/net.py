@@ -34,14 +34,14 @@ from .errors import (
     UsageError,
 )
 from .events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
-from .messages import Ack, Bye, Hello, Message, Text, split_text
+from .messages import Ack, Bye, Hello, Message, Text, pieces
 from .session import Event, HandshakeComplete, Session
 
 log = logging.getLogger("p2pchat")
 
 CONNECT_TIMEOUT = 10.0  # seconds to wait for TCP connect before saying the host is unreachable
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to finish the handshake and say hello
-RECV_SIZE = 256 * 1024  # bytes per recv(): several full frames per system call
+RECV_SIZE = 1024 * 1024  # bytes per recv(): several full frames per system call
 SEND_BATCH = 256 * 1024  # coalesce queued frames up to this many bytes into one sendall()
 MAX_IN_FLIGHT = 1000  # unacknowledged texts before a pipe stops reading stdin: bounds memory
 CLOSE_LINGER = 2.0  # seconds to wait for the peer to close after our bye
@@ -256,9 +256,9 @@ def accept(
     Errors raised by *verify* (a pinned key that does not match) end the wait.
     """
     while True:
+        session = make_session()  # before accept(): its ephemeral key is ready when a caller comes
         sock, _ = listener.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = make_session()
         try:
             peer, pending = handshake(sock, session, verify, timeout)
         except (RemoteProtocolError, NetworkError) as exc:  # a bad caller, not a wrong key: keep waiting
@@ -319,12 +319,13 @@ class Link:
     def send_text(self, text: str, action: bool = False) -> list[int]:
         """Queue *text* (split if longer than one message can carry); return the ids used."""
         ids = []
+        split = pieces(text)  # outside the lock: measuring a long text takes a while
         with self._lock:
-            for piece in split_text(text):
+            for piece, json_text in split:
                 message_id = self._next_id
                 self._next_id += 1
                 self._pending[message_id] = piece
-                self._outgoing.put(Text(message_id, piece, action))
+                self._outgoing.put(Text(message_id, piece, action, json_text))
                 ids.append(message_id)
         log.debug("queued text %s", ", ".join(map(str, ids)))
         return ids

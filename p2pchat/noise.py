@@ -220,8 +220,12 @@ class HandshakeState:
             raise ValueError(f"a psk must be {PSK_LEN} bytes")
         self.initiator = initiator
         self.s = s
-        self.e = ephemeral
-        self._generate = generate
+        # Made now rather than at the "e" token: the same fresh key, but its cost is paid before
+        # the peer is waiting (a listener makes its next session before accept()).
+        self.e = ephemeral if ephemeral is not None else generate()
+        # Deriving a public key is a scalar multiplication: do both now, once, off the critical path.
+        self.s_public = public_bytes(s)
+        self.e_public = public_bytes(self.e)
         self.rs: bytes | None = None
         self.re: bytes | None = None
         self.psk = psk
@@ -279,15 +283,13 @@ class HandshakeState:
         buffer = bytearray()
         for token in self.message_patterns[self._index]:
             if token == "e":
-                if self.e is None:
-                    self.e = self._generate()
-                e_pub = public_bytes(self.e)
+                e_pub = self.e_public
                 buffer += e_pub
                 ss.mix_hash(e_pub)
                 if self.psk is not None:  # §9.2: "e" also calls MixKey(e.public_key)
                     ss.mix_key(e_pub)
             elif token == "s":
-                buffer += ss.encrypt_and_hash(public_bytes(self.s))
+                buffer += ss.encrypt_and_hash(self.s_public)
             elif token == "psk":
                 assert self.psk is not None
                 ss.mix_key_and_hash(self.psk)
