@@ -11,11 +11,12 @@ from . import CLIENT, identity, net
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, LinkFailed, PeerLeft
 from .messages import Hello
-from .sanitize import clean_name, clean_text
+from .sanitize import clean_name, preview
 from .session import Event, HandshakeComplete, Session, derive_psk
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
+QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ def chat(options: ChatOptions) -> int:
     sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
     link = net.Link(sock, session)
     try:
-        intro, trust = _introduce(peer, known, dialed, options.listening)
-        if sys.stdin.isatty():
+        interactive = sys.stdin.isatty()
+        intro, trust = _introduce(peer, known, dialed, options.listening, interactive)
+        if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, identity.my_public_key(key))
             return _interactive(link, early, peer, intro, trust, me, known, wait)
@@ -105,7 +107,7 @@ def _connect(
 
 
 def _introduce(
-    peer: net.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool
+    peer: net.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool, interactive: bool
 ) -> tuple[list[tuple[str, bool]], list[str]]:
     """Lines to show on connect (text, is_warning), and the peer's trust state in a box."""
     name = clean_name(peer.hello.name)
@@ -116,7 +118,8 @@ def _introduce(
     code = identity.safety_code(peer.handshake_hash)
     if trust[0] == "new":
         lines.append((f"first contact with {name}, key {seen}", False))
-        lines.append((f"safety code {code}: compare it with {name} by voice, then /verify confirm", False))
+        then = "then /verify confirm" if interactive else f"or pin the key: --peer '{seen}'"
+        lines.append((f"safety code {code}: compare it with {name} by voice, {then}", False))
     elif trust[0] == "unverified":
         lines.append((f"{name} is known but not verified; safety code {code}", False))
     else:
@@ -214,7 +217,11 @@ def finish(link: net.Link, kind: str, ended: Callable[[], ChatEvent | None], pee
     (Ctrl-C: bye at once) or "ended" (the peer left or the link failed).
     """
     if kind == "quit":
-        link.wait_acknowledged(wait)
+        quiet = min(wait, QUIET_WAIT)
+        if not link.wait_acknowledged(quiet) and not link.ended:
+            waiting = len(link.unacknowledged())
+            status(f"waiting up to {wait - quiet:g} s more for the peer to acknowledge {waiting} message(s)")
+            link.wait_acknowledged(wait - quiet)
     link.close(say_bye=kind != "ended")
     event = ended()
     code: int = ExitCode.INTERRUPTED if kind == "interrupted" else ExitCode.OK
@@ -225,12 +232,7 @@ def finish(link: net.Link, kind: str, ended: Callable[[], ChatEvent | None], pee
         status(f"{peer} left the chat")
     undelivered = link.unacknowledged()
     for text in undelivered.values():
-        status(f"not delivered: {_preview(text)}")
+        status(f"not delivered: {preview(text)}")
     if undelivered and code == ExitCode.OK:
         code = ExitCode.NETWORK
     return code
-
-
-def _preview(text: str, limit: int = 80) -> str:
-    flat = clean_text(text).replace("\n", "\\n").replace("\t", " ")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -41,7 +41,7 @@ log = logging.getLogger("p2pchat")
 
 CONNECT_TIMEOUT = 10.0  # seconds to wait for TCP connect before saying the host is unreachable
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to finish the handshake and say hello
-RECV_SIZE = 1024 * 1024  # bytes per recv(): several full frames per system call
+RECV_SIZE = 256 * 1024  # bytes per recv(): several full frames per system call
 SEND_BATCH = 256 * 1024  # coalesce queued frames up to this many bytes into one sendall()
 MAX_IN_FLIGHT = 1000  # unacknowledged texts before a pipe stops reading stdin: bounds memory
 CLOSE_LINGER = 2.0  # seconds to wait for the peer to close after our bye

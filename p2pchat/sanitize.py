@@ -35,6 +35,12 @@ def clean_text(text: str) -> str:
     return text.translate(_TEXT_TABLE)
 
 
+def preview(text: str, limit: int = 80) -> str:
+    """*text* cleaned and flattened to one line of at most *limit* characters (for lists)."""
+    flat = clean_text(text).replace("\n", " ").replace("\t", " ")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def clean_name(name: str) -> str:
     """*name* escaped to one safe line, cut to MAX_NAME_CHARS, or a placeholder when empty."""
     cleaned = name.strip().translate(_NAME_TABLE)

@@ -33,7 +33,7 @@ from prompt_toolkit.output.color_depth import ColorDepth
 from prompt_toolkit.styles import Style
 
 from .events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
-from .sanitize import clean_text
+from .sanitize import clean_text, preview
 
 MAX_LINES = 5000  # conversation lines kept on screen; older ones are forgotten, never written anywhere
 INPUT_MAX_ROWS = 8  # the input grows with Alt+Enter up to this many rows, then scrolls
@@ -177,7 +177,7 @@ class ChatUI:
                 self.system(str(event.error), warning=True)
             undelivered = self.link.unacknowledged()
             for text in undelivered.values():
-                self.system(f"not delivered: {_preview(text)}", warning=True)
+                self.system(f"not delivered: {preview(text, 60)}", warning=True)
             self.system("Press Enter to close.")
 
     # -- what the conversation shows ---------------------------------------------
@@ -324,8 +324,3 @@ class ChatUI:
         finally:
             with self._lock:
                 self._loop = None
-
-
-def _preview(text: str, limit: int = 60) -> str:
-    flat = clean_text(text).replace("\n", " ").replace("\t", " ")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -167,3 +167,16 @@ def test_version_and_help(tmp_path: Path) -> None:
     help_text = "".join(proc.out)
     assert "p2pchat listen 9090" in help_text and "exit codes" in help_text
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # neither made an identity key
+
+
+def test_verbose_shows_the_details_of_a_failure(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Proc(["dial", f"127.0.0.1:{port}"], tmp_path / "quiet") as quiet:
+        assert quiet.finish() == 1
+    with Proc(["dial", f"127.0.0.1:{port}", "-v"], tmp_path / "loud") as loud:
+        assert loud.finish() == 1
+    assert "Traceback" not in quiet.stderr_text
+    assert "ConnectionRefusedError" in loud.stderr_text  # the cause, behind -v
+    assert loud.err[-1] == quiet.err[-1]  # and the same one line at the end

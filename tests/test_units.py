@@ -140,3 +140,9 @@ def test_fast_text_encoding_is_byte_for_byte_json() -> None:
             generic = json.dumps(messages.to_json(message), ensure_ascii=False, separators=(",", ":")).encode()
             assert messages.encode(message).rstrip(b" ") == generic
             assert messages.decode(messages.encode(message)) == message
+
+
+def test_corrupt_known_peers_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "known_peers").write_text('{"peers": [{"key": "zz"}]}')
+    with pytest.raises(LocalError, match="is corrupt"):
+        identity.KnownPeers(tmp_path)
