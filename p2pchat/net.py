@@ -194,7 +194,8 @@ def handshake(
         while hello is None:
             data = _recv(sock, deadline)
             if not data:
-                session.receive_eof()  # raises: the peer hung up before its hello
+                session.receive_eof()  # raises, unless the peer said bye before hello
+                raise ConnectionLost("the peer left during the handshake")
             for event in session.receive_data(data):
                 if isinstance(event, HandshakeComplete):
                     complete = event
@@ -210,7 +211,7 @@ def handshake(
     except TimeoutError as exc:
         raise HandshakeTimeout(f"the peer did not complete the handshake within {timeout:g} s") from exc
     except ConnectionLost as exc:
-        if sent_everything:
+        if sent_everything and not session.bye_received:
             # We finished our part, and the peer hung up instead of saying hello.
             raise HandshakeError(
                 "the peer ended the handshake: a passphrase that differs, or it refused our key"
@@ -334,6 +335,10 @@ class Link:
         """Our texts the peer has not acknowledged yet, by id, in order."""
         with self._lock:
             return dict(self._pending)
+
+    def unacknowledged_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def wait_for_room(self) -> None:
         """Block while MAX_IN_FLIGHT texts await acks (back-pressure for pipes), or until the link ends."""

@@ -78,6 +78,7 @@ HELP = [
 class ChatLink(Protocol):
     def send_text(self, text: str, action: bool = False) -> list[int]: ...
     def unacknowledged(self) -> dict[int, str]: ...
+    def unacknowledged_count(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class ChatUI:
             state = "left"
         else:
             state = "disconnected"
-        waiting = len(self.link.unacknowledged())
+        waiting = self.link.unacknowledged_count()
         parts = [f" {self.peer.name}", state, self.trust(), f"{waiting} unacknowledged"]
         if self._scroll_back:
             parts.append("scrolled back (PageDown)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,25 @@ def test_unwritable_known_peers_is_one_line_exit_4(homes: tuple[Path, Path]) -> 
         assert dia.finish() == 4
     assert dia.err[-1].startswith("p2pchat: ") and "known_peers" in dia.err[-1]
     assert "Traceback" not in dia.stderr_text
+
+
+def test_peer_that_says_bye_instead_of_hello() -> None:
+    from p2pchat.errors import ConnectionLost
+    from p2pchat.messages import Bye
+
+    ours, theirs = socket.socketpair()
+    rogue = Session(initiator=True, static_key=X25519PrivateKey.generate(), hello=Hello("r", "t"))
+    rogue._hello = Bye()  # type: ignore[assignment]  # a peer that leaves instead of saying hello
+
+    def run_rogue() -> None:
+        with contextlib.suppress(Exception):
+            net.handshake(theirs, rogue, timeout=TIMEOUT)
+        theirs.close()
+
+    thread = threading.Thread(target=run_rogue)
+    thread.start()
+    session = Session(initiator=False, static_key=X25519PrivateKey.generate(), hello=Hello("us", "t"))
+    with pytest.raises(ConnectionLost, match="left during the handshake"):
+        net.handshake(ours, session, timeout=TIMEOUT)
+    ours.close()
+    thread.join(TIMEOUT)
