@@ -76,6 +76,14 @@ class Terminal:
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
 
+    def port(self) -> int:
+        """The port from the listener's ``listening on`` line."""
+        pattern = re.compile(rb"listening on .*:(\d+)")
+        self.wait(lambda: pattern.search(self.raw) is not None, "the listening line")
+        match = pattern.search(self.raw)
+        assert match is not None
+        return int(match.group(1))
+
     def close(self) -> int:
         code = self.proc.wait(TIMEOUT)
         self.reader.join(TIMEOUT)
@@ -86,10 +94,7 @@ class Terminal:
 def test_input_line_stays_put_while_messages_arrive(homes: tuple[Path, Path]) -> None:
     term = Terminal(["listen", "127.0.0.1:0", "--name", "lis"], homes[0])
     try:
-        term.wait(lambda: re.search(rb"listening on .*:(\d+)", term.raw) is not None, "the listening line")
-        match = re.search(rb"listening on .*:(\d+)", term.raw)
-        assert match is not None
-        with dialer(homes[1], int(match.group(1))) as dia:
+        with dialer(homes[1], term.port()) as dia:
             term.wait(lambda: "connected" in term.rows()[0], "the status bar")
             assert "dia" in term.rows()[0] and "new" in term.rows()[0]
             term.type("half typed")
@@ -127,10 +132,7 @@ def test_input_line_stays_put_while_messages_arrive(homes: tuple[Path, Path]) ->
 def test_peer_leaving_is_reported_and_exit_code_is_0(homes: tuple[Path, Path]) -> None:
     term = Terminal(["listen", "127.0.0.1:0", "--name", "lis"], homes[0], env={"NO_COLOR": "1"})
     try:
-        term.wait(lambda: re.search(rb"listening on .*:(\d+)", term.raw) is not None, "the listening line")
-        match = re.search(rb"listening on .*:(\d+)", term.raw)
-        assert match is not None
-        with dialer(homes[1], int(match.group(1))) as dia:
+        with dialer(homes[1], term.port()) as dia:
             term.wait(lambda: "connected" in term.rows()[0], "the status bar")
             dia.write("bye now\x1b[2J\u202e\n")
             assert dia.finish() == 0
@@ -152,11 +154,9 @@ def test_passphrase_prompt_multiline_and_history(homes: tuple[Path, Path]) -> No
     try:
         term.wait(lambda: b"passphrase (shared with your peer): " in term.raw, "the passphrase prompt")
         term.type("sesame\r")
-        term.wait(lambda: re.search(rb"listening on .*:(\d+)", term.raw) is not None, "the listening line")
+        port = term.port()
         assert b"sesame" not in term.raw  # not echoed
-        match = re.search(rb"listening on .*:(\d+)", term.raw)
-        assert match is not None
-        with dialer(homes[1], int(match.group(1)), env={"P2PCHAT_PASSPHRASE": "sesame"}) as dia:
+        with dialer(homes[1], port, env={"P2PCHAT_PASSPHRASE": "sesame"}) as dia:
             term.wait(lambda: "connected" in term.rows()[0], "the status bar")
             term.type("two\x1b\rlines\r")  # Alt+Enter between them
             dia.wait_out(r"^lis: lines$")
