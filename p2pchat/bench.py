@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import CLIENT, net
-from .events import ChatEvent, Received
+from .events import ChatEvent, LinkFailed, PeerLeft, Received
 from .messages import MAX_TEXT_BYTES, Hello
 from .session import Session
 
@@ -238,7 +238,7 @@ def _serve_p2pchat(conn: socket.socket, kind: str) -> None:
                 link.send_text(str(received[0]))
             else:
                 received[0] += len(event.text)
-        elif not isinstance(event, Received) and type(event).__name__ in ("PeerLeft", "LinkFailed"):
+        elif isinstance(event, (PeerLeft, LinkFailed)):
             done.set()
 
     link.start(on_event, early)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from . import CLIENT, identity, net
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
-from .events import ChatEvent, LinkFailed, PeerLeft
+from .events import ChatEvent, Ending, LinkFailed, PeerLeft
 from .messages import Hello
+from .noise import public_bytes
 from .sanitize import clean_name, preview
 from .session import Event, HandshakeComplete, Session, derive_psk
 
@@ -69,7 +70,7 @@ def chat(options: ChatOptions) -> int:
         intro, trust = _introduce(peer, known, dialed, options.listening, interactive)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
-            me = (options.name, identity.my_public_key(key))
+            me = (options.name, public_bytes(key))
             return _interactive(link, early, peer, intro, trust, me, known, wait)
         return _pipe(link, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
     finally:
@@ -150,7 +151,7 @@ def _interactive(
     wait: float,
 ) -> int:
     from .cli import HANDLER
-    from .ui import COLOURS, ChatUI, Ending, Person
+    from .ui import COLOURS, ChatUI, Person
 
     myself = Person(clean_name(me[0]), identity.colour_index(me[1], len(COLOURS)))
     them = Person(clean_name(peer.hello.name), identity.colour_index(peer.remote_static, len(COLOURS)))
@@ -181,8 +182,7 @@ def _interactive(
         ending = ui.run()
     finally:
         HANDLER.release_records()
-    kind = {Ending.QUIT: "quit", Ending.INTERRUPTED: "interrupted", Ending.LINK_ENDED: "ended"}[ending]
-    return finish(link, kind, lambda: ui.ended, them.name, wait)
+    return finish(link, ending, lambda: ui.ended, them.name, wait)
 
 
 def _pipe(
@@ -201,30 +201,26 @@ def _pipe(
     try:
         try:
             link.start(pipe.on_event, early)
-            kind = "quit" if pipe.run(link) else "ended"
+            ending = Ending.QUIT if pipe.run(link) else Ending.LINK_ENDED
         except KeyboardInterrupt:
-            kind = "interrupted"
-        return finish(link, kind, lambda: pipe.ended, name, wait)
+            ending = Ending.INTERRUPTED
+        return finish(link, ending, lambda: pipe.ended, name, wait)
     finally:
         link.close(say_bye=True)  # the threads must end before the wake-up pipe closes
         pipe.close()
 
 
-def finish(link: net.Link, kind: str, ended: Callable[[], ChatEvent | None], peer: str, wait: float) -> int:
-    """Close the link and report how the chat ended; return the exit code.
-
-    *kind* is "quit" (our side is done: wait for acks, then bye), "interrupted"
-    (Ctrl-C: bye at once) or "ended" (the peer left or the link failed).
-    """
-    if kind == "quit":
+def finish(link: net.Link, ending: Ending, ended: Callable[[], ChatEvent | None], peer: str, wait: float) -> int:
+    """Close the link and report how the chat ended; return the exit code."""
+    if ending is Ending.QUIT:
         quiet = min(wait, QUIET_WAIT)
         if not link.wait_acknowledged(quiet) and not link.ended:
             waiting = len(link.unacknowledged())
             status(f"waiting up to {wait - quiet:g} s more for the peer to acknowledge {waiting} message(s)")
             link.wait_acknowledged(wait - quiet)
-    link.close(say_bye=kind != "ended")
+    link.close(say_bye=ending is not Ending.LINK_ENDED)
     event = ended()
-    code: int = ExitCode.INTERRUPTED if kind == "interrupted" else ExitCode.OK
+    code: int = ExitCode.INTERRUPTED if ending is Ending.INTERRUPTED else ExitCode.OK
     if isinstance(event, LinkFailed):
         status(str(event.error))
         code = event.error.exit_code

@@ -200,11 +200,12 @@ def _passphrase(asked: bool) -> str | None:
 
 def _id() -> int:
     from . import identity
+    from .noise import public_bytes
 
     key, created = identity.load_or_create_identity(identity.home())
     if created:
         print(f"p2pchat: created your identity key in {identity.home()}", file=sys.stderr)
-    print(identity.fingerprint(identity.my_public_key(key)))
+    print(identity.fingerprint(public_bytes(key)))
     return ExitCode.OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from .errors import P2PChatError
 
@@ -36,3 +37,11 @@ class LinkFailed:
 
 
 ChatEvent = Received | Delivered | PeerLeft | LinkFailed
+
+
+class Ending(Enum):
+    """How an interface stopped."""
+
+    QUIT = "quit"  # our side is done (/quit, Ctrl-D, end of stdin): wait for acks, then bye
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: bye at once
+    LINK_ENDED = "link ended"  # the peer left or the link failed: nothing more to say

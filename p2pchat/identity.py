@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from .errors import LocalError, SecurityError, UsageError
-from .noise import public_bytes
 
 KEY_FILE = "identity"
 KNOWN_PEERS_FILE = "known_peers"
@@ -206,7 +205,3 @@ class KnownPeers:
             for key in [k for k in self.peers if fingerprint(k) == wanted]:
                 touched.append(self.peers.pop(key))
         return touched
-
-
-def my_public_key(key: X25519PrivateKey) -> bytes:
-    return public_bytes(key)

@@ -155,21 +155,21 @@ def decode(plaintext: bytes) -> Message | None:
     return None  # an unknown type: ignored for forward compatibility
 
 
-def _required(obj: dict[str, Any], field: str, kind: type) -> Any:
-    if field not in obj:
-        raise MessageError(f"the peer sent a {obj['type']} message without {field!r}")
-    return _checked(obj, field, kind)
+def _required(obj: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in obj:
+        raise MessageError(f"the peer sent a {obj['type']} message without {name!r}")
+    return _checked(obj, name, kind)
 
 
-def _optional(obj: dict[str, Any], field: str, kind: type, default: Any) -> Any:
-    return _checked(obj, field, kind) if field in obj else default
+def _optional(obj: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    return _checked(obj, name, kind) if name in obj else default
 
 
-def _checked(obj: dict[str, Any], field: str, kind: type) -> Any:
-    value = obj[field]
+def _checked(obj: dict[str, Any], name: str, kind: type) -> Any:
+    value = obj[name]
     # bool is a subclass of int in Python, but not in JSON: true is not an id.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MessageError(f"the peer sent a {obj['type']} message whose {field!r} is not a {kind.__name__}")
+        raise MessageError(f"the peer sent a {obj['type']} message whose {name!r} is not a {kind.__name__}")
     return value
 
 

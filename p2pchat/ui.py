@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
 from prompt_toolkit.application import Application
@@ -32,7 +31,7 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.output.color_depth import ColorDepth
 from prompt_toolkit.styles import Style
 
-from .events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
+from .events import ChatEvent, Delivered, Ending, LinkFailed, PeerLeft, Received
 from .sanitize import clean_text, preview
 
 MAX_LINES = 5000  # conversation lines kept on screen; older ones are forgotten, never written anywhere
@@ -85,12 +84,6 @@ class ChatLink(Protocol):
 class Person:
     name: str  # already cleaned for display
     colour: int  # index into COLOURS
-
-
-class Ending(Enum):
-    QUIT = "quit"  # /quit, /exit, Ctrl-D
-    INTERRUPTED = "interrupted"  # Ctrl-C
-    LINK_ENDED = "link ended"  # the peer left or the link failed: see ChatUI.ended
 
 
 @dataclass
