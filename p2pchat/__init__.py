@@ -1,8 +1,7 @@
 """p2pchat: an encrypted chat for two people, peer to peer, in the terminal.
 
-The protocol core (``noise``, ``framing``, ``messages``, ``session``) is sans-IO;
-``net`` holds the sockets and threads, ``ui`` and ``pipe`` the two interfaces,
-``cli`` the command line. Nothing heavy is imported here, so ``--version`` and
+Grouped by layer: ``core`` is the protocol, sans-IO; ``link`` holds the
+sockets and threads; ``term`` the two interfaces; ``chat`` and ``cli`` wire them. Nothing heavy is imported here, so ``--version`` and
 ``--help`` start fast.
 """
 

@@ -40,10 +40,11 @@ from typing import IO, Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import CLIENT, net
+from . import CLIENT
+from .core.messages import MAX_TEXT_BYTES, Hello
+from .core.session import Session
 from .events import ChatEvent, LinkFailed, PeerLeft, Received
-from .messages import MAX_TEXT_BYTES, Hello
-from .session import Session
+from .link import connection, handshake, sockets
 
 LOOPBACK = "127.0.0.1"
 ECHO_SIZE = 64  # bytes in a round-trip message
@@ -151,7 +152,7 @@ def bench_handshakes(settings: Settings, client_ctx: ssl.SSLContext, certificate
     # As p2pchat itself does, a session (and its ephemeral key) is made before connecting.
     def p2pchat_client(sock: socket.socket, session: Session | None) -> None:
         assert session is not None
-        net.handshake(sock, session)
+        handshake.handshake(sock, session)
 
     def tls_client(sock: socket.socket, session: Session | None) -> None:
         client_ctx.wrap_socket(sock, server_hostname="localhost").do_handshake()
@@ -192,7 +193,7 @@ def _serve(kind: str, certificates: Path, count: int, port_out: Callable[[int], 
                 conn, _ = listener.accept()
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if kind.startswith("p2pchat"):
-                    net.handshake(conn, session)
+                    handshake.handshake(conn, session)
                 elif server_ctx is not None:
                     conn = server_ctx.wrap_socket(conn, server_side=True)
                 while conn.recv(1024):  # until the dialer hangs up
@@ -225,8 +226,8 @@ def _serve(kind: str, certificates: Path, count: int, port_out: Callable[[int], 
 
 def _serve_p2pchat(conn: socket.socket, kind: str) -> None:
     session = _session(False, X25519PrivateKey.generate())
-    _, early = net.handshake(conn, session)
-    link = net.Link(conn, session)
+    _, early = handshake.handshake(conn, session)
+    link = connection.Link(conn, session)
     done = threading.Event()
     received = [0]
 
@@ -278,10 +279,10 @@ class _P2PChatClient:
     """A dialing p2pchat link whose received texts land in a queue-like event."""
 
     def __init__(self, port: int) -> None:
-        sock = net.dial(net.Address(LOOPBACK, port))
+        sock = sockets.dial(sockets.Address(LOOPBACK, port))
         session = _session(True, X25519PrivateKey.generate())
-        _, early = net.handshake(sock, session)
-        self.link = net.Link(sock, session)
+        _, early = handshake.handshake(sock, session)
+        self.link = connection.Link(sock, session)
         self.arrived = threading.Event()
         self.last = ""
         self.link.start(self._on_event, early)

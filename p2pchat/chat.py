@@ -7,13 +7,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import CLIENT, identity, net
+from . import CLIENT, identity
+from .core.messages import Hello
+from .core.noise import public_bytes
+from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .messages import Hello
-from .noise import public_bytes
-from .sanitize import clean_name, preview
-from .session import Event, HandshakeComplete, Session, derive_psk
+from .link import connection, handshake, sockets
+from .term.sanitize import clean_name, preview
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
@@ -28,7 +29,7 @@ class ChatOptions:
     peer: str | None = None  # a pinned fingerprint
     passphrase: str | None = None
     wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
-    handshake_timeout: float = net.HANDSHAKE_TIMEOUT
+    handshake_timeout: float = handshake.HANDSHAKE_TIMEOUT
 
 
 def status(line: str) -> None:
@@ -36,7 +37,7 @@ def status(line: str) -> None:
 
 
 def chat(options: ChatOptions) -> int:
-    address = net.parse_address(options.address, listening=options.listening)
+    address = sockets.parse_address(options.address, listening=options.listening)
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
     key, created = identity.load_or_create_identity(directory)
@@ -64,7 +65,7 @@ def chat(options: ChatOptions) -> int:
             )
 
     sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
-    link = net.Link(sock, session)
+    link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
         intro, trust = _introduce(peer, known, dialed, options.listening, interactive)
@@ -79,36 +80,36 @@ def chat(options: ChatOptions) -> int:
 
 def _connect(
     listening: bool,
-    address: net.Address,
+    address: sockets.Address,
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
-) -> tuple[socket.socket, Session, net.Peer, list[Event]]:
+) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
-        listener = net.listen(address)
+        listener = sockets.listen(address)
         try:
-            status(f"listening on {net.listening_address(listener)}")
+            status(f"listening on {sockets.listening_address(listener)}")
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
                 status(f"dropped a caller from {caller}: {error}")
 
-            return net.accept(listener, make_session, verify, rejected, timeout)
+            return handshake.accept(listener, make_session, verify, rejected, timeout)
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = net.dial(address)
+    sock = sockets.dial(address)
     try:
-        peer, early = net.handshake(sock, session, verify, timeout)
+        peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:
-        net.say_bye_quietly(sock, session)
+        handshake.say_bye_quietly(sock, session)
         sock.close()
         raise
     return sock, session, peer, early
 
 
 def _introduce(
-    peer: net.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool, interactive: bool
+    peer: handshake.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool, interactive: bool
 ) -> tuple[list[tuple[str, bool]], list[str]]:
     """Lines to show on connect (text, is_warning), and the peer's trust state in a box."""
     name = clean_name(peer.hello.name)
@@ -141,9 +142,9 @@ def _introduce(
 
 
 def _interactive(
-    link: net.Link,
+    link: connection.Link,
     early: list[Event],
-    peer: net.Peer,
+    peer: handshake.Peer,
     intro: list[tuple[str, bool]],
     trust: list[str],
     me: tuple[str, bytes],  # our name and public key
@@ -151,7 +152,7 @@ def _interactive(
     wait: float,
 ) -> int:
     from .cli import HANDLER
-    from .ui import COLOURS, ChatUI, Person
+    from .term.ui import COLOURS, ChatUI, Person
 
     myself = Person(clean_name(me[0]), identity.colour_index(me[1], len(COLOURS)))
     them = Person(clean_name(peer.hello.name), identity.colour_index(peer.remote_static, len(COLOURS)))
@@ -186,13 +187,13 @@ def _interactive(
 
 
 def _pipe(
-    link: net.Link,
+    link: connection.Link,
     early: list[Event],
-    peer: net.Peer,
+    peer: handshake.Peer,
     intro: list[tuple[str, bool]],
     wait: float,
 ) -> int:
-    from .pipe import Pipe
+    from .term.pipe import Pipe
 
     for text, _ in intro:
         status(text)
@@ -210,7 +211,7 @@ def _pipe(
         pipe.close()
 
 
-def finish(link: net.Link, ending: Ending, ended: Callable[[], ChatEvent | None], peer: str, wait: float) -> int:
+def finish(link: connection.Link, ending: Ending, ended: Callable[[], ChatEvent | None], peer: str, wait: float) -> int:
     """Close the link and report how the chat ended; return the exit code."""
     if ending is Ending.QUIT:
         quiet = min(wait, QUIET_WAIT)

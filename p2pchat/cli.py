@@ -200,7 +200,7 @@ def _passphrase(asked: bool) -> str | None:
 
 def _id() -> int:
     from . import identity
-    from .noise import public_bytes
+    from .core.noise import public_bytes
 
     key, created = identity.load_or_create_identity(identity.home())
     if created:

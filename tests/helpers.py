@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from p2pchat.messages import Ack, Hello, Message, Text
-from p2pchat.session import Event, Session
+from p2pchat.core.messages import Ack, Hello, Message, Text
+from p2pchat.core.session import Event, Session
 
 
 def key(byte: int) -> X25519PrivateKey:

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from p2pchat import messages, net
+from p2pchat.core import messages
+from p2pchat.core.framing import encode_frame
+from p2pchat.core.messages import Hello
+from p2pchat.core.session import Session
 from p2pchat.errors import NetworkError
-from p2pchat.framing import encode_frame
-from p2pchat.messages import Hello
-from p2pchat.session import Session
+from p2pchat.link import handshake
+from p2pchat.link import sockets as net
 
 from .procs import TIMEOUT, Proc, dialer, listener
 from .relay import Meddler, Relay
@@ -107,7 +109,7 @@ def _raw_peer(port: int) -> tuple[socket.socket, Session]:
     """A peer built from p2pchat's own session, so it can say things p2pchat never would."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     session = Session(initiator=True, static_key=X25519PrivateKey.generate(), hello=Hello("raw", "test"))
-    net.handshake(sock, session)
+    handshake.handshake(sock, session)
     return sock, session
 
 
@@ -196,8 +198,8 @@ def test_unwritable_known_peers_is_one_line_exit_4(homes: tuple[Path, Path]) -> 
 
 
 def test_peer_that_says_bye_instead_of_hello() -> None:
+    from p2pchat.core.messages import Bye
     from p2pchat.errors import ConnectionLost
-    from p2pchat.messages import Bye
 
     ours, theirs = socket.socketpair()
     rogue = Session(initiator=True, static_key=X25519PrivateKey.generate(), hello=Hello("r", "t"))
@@ -205,13 +207,13 @@ def test_peer_that_says_bye_instead_of_hello() -> None:
 
     def run_rogue() -> None:
         with contextlib.suppress(Exception):
-            net.handshake(theirs, rogue, timeout=TIMEOUT)
+            handshake.handshake(theirs, rogue, timeout=TIMEOUT)
         theirs.close()
 
     thread = threading.Thread(target=run_rogue)
     thread.start()
     session = Session(initiator=False, static_key=X25519PrivateKey.generate(), hello=Hello("us", "t"))
     with pytest.raises(ConnectionLost, match="left during the handshake"):
-        net.handshake(ours, session, timeout=TIMEOUT)
+        handshake.handshake(ours, session, timeout=TIMEOUT)
     ours.close()
     thread.join(TIMEOUT)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import random
 
-from p2pchat import messages
+from p2pchat.core import messages
+from p2pchat.core.framing import FrameDecoder
+from p2pchat.core.messages import Hello, Text
+from p2pchat.core.noise import CipherState
+from p2pchat.core.session import Session
 from p2pchat.errors import ConnectionLost, P2PChatError, RemoteProtocolError
-from p2pchat.framing import FrameDecoder
-from p2pchat.messages import Hello, Text
-from p2pchat.noise import CipherState
-from p2pchat.session import Session
 
 from .helpers import SessionPair, key
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from p2pchat.sanitize import MAX_NAME_CHARS, NO_NAME, clean_name, clean_text
+from p2pchat.term.sanitize import MAX_NAME_CHARS, NO_NAME, clean_name, clean_text
 
 from .procs import TIMEOUT, dialer, listener
 

@@ -6,7 +6,11 @@ import hashlib
 
 import pytest
 
-from p2pchat import messages
+from p2pchat.core import messages
+from p2pchat.core.framing import encode_frame
+from p2pchat.core.messages import Ack, Bye, Hello, Rekey, Text
+from p2pchat.core.noise import MAX_NONCE, CipherState, public_bytes
+from p2pchat.core.session import HandshakeComplete, Session, derive_psk
 from p2pchat.errors import (
     ConnectionLost,
     FrameError,
@@ -17,10 +21,6 @@ from p2pchat.errors import (
     RemoteProtocolError,
     TamperedError,
 )
-from p2pchat.framing import encode_frame
-from p2pchat.messages import Ack, Bye, Hello, Rekey, Text
-from p2pchat.noise import MAX_NONCE, CipherState, public_bytes
-from p2pchat.session import HandshakeComplete, Session, derive_psk
 
 from .helpers import SessionPair, key
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat import identity, messages, net
+from p2pchat import identity
+from p2pchat.core import messages
+from p2pchat.core.messages import MAX_ID, Text
 from p2pchat.errors import LocalError, UsageError
-from p2pchat.messages import MAX_ID, Text
+from p2pchat.link import sockets as net
 
 
 @pytest.mark.parametrize(

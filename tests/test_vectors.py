@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from p2pchat.noise import CipherState, HandshakeState
+from p2pchat.core.noise import CipherState, HandshakeState
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "noise_xx_aesgcm_sha256.json").read_text())["vectors"]
 

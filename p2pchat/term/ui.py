@@ -31,7 +31,7 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.output.color_depth import ColorDepth
 from prompt_toolkit.styles import Style
 
-from .events import ChatEvent, Delivered, Ending, LinkFailed, PeerLeft, Received
+from ..events import ChatEvent, Delivered, Ending, LinkFailed, PeerLeft, Received
 from .sanitize import clean_text, preview
 
 MAX_LINES = 5000  # conversation lines kept on screen; older ones are forgotten, never written anywhere

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .errors import HandshakeError, LocalProtocolError, NonceExhaustedError, TamperedError
+from ..errors import HandshakeError, LocalProtocolError, NonceExhaustedError, TamperedError
 
 DHLEN = 32  # §4.1: X25519 public keys and shared secrets
 HASHLEN = 32  # §4.3: SHA-256

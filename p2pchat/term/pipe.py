@@ -16,8 +16,8 @@ import sys
 import threading
 from typing import BinaryIO, Protocol
 
-from .errors import OutputClosed
-from .events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
+from ..errors import OutputClosed
+from ..events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
 from .sanitize import clean_text
 
 READ_SIZE = 64 * 1024

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from . import messages
-from .errors import (
+from ..errors import (
     ConnectionLost,
     HandshakeError,
     LocalProtocolError,
@@ -30,6 +29,7 @@ from .errors import (
     P2PChatError,
     RemoteProtocolError,
 )
+from . import messages
 from .framing import FrameDecoder, encode_frame
 from .messages import Ack, Bye, Hello, Message, Rekey, Text
 from .noise import CipherState, HandshakeState

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import MessageError
+from ..errors import MessageError
 
 PAD_BLOCK = 128  # padding granularity: hides the exact length of short messages
 MAX_PLAINTEXT = 65535 - 16  # a frame's 65535 bytes less the AES-GCM tag

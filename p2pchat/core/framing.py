@@ -5,7 +5,7 @@ Every message on the wire, handshake or transport, is one frame.
 
 from __future__ import annotations
 
-from .errors import FrameError
+from ..errors import FrameError
 
 HEADER_LEN = 2  # the length prefix: two bytes, big-endian
 MAX_FRAME_LEN = 65535  # the largest N two bytes can say, and the Noise message limit

@@ -1,0 +1,137 @@
+"""The handshake on a socket: run a Session's handshake within a deadline, and accept callers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..core.messages import Bye, Hello
+from ..core.session import Event, HandshakeComplete, Session
+from ..errors import (
+    ConnectionLost,
+    HandshakeError,
+    HandshakeTimeout,
+    NetworkError,
+    P2PChatError,
+    RemoteProtocolError,
+)
+from .sockets import peer_name
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to finish the handshake and say hello
+RECV_SIZE = 256 * 1024  # bytes per recv(): several full frames per system call
+CLOSE_LINGER = 2.0  # seconds to wait for the peer to close after our bye
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end, once the handshake and hello are done."""
+
+    remote_static: bytes
+    handshake_hash: bytes
+    hello: Hello
+    address: str
+
+
+def handshake(
+    sock: socket.socket,
+    session: Session,
+    verify: Callable[[HandshakeComplete], None] = lambda _: None,
+    timeout: float = HANDSHAKE_TIMEOUT,
+) -> tuple[Peer, list[Event]]:
+    """Run the handshake and wait for the peer's hello, all within *timeout*.
+
+    *verify* sees the peer's key before this side sends anything after it (our
+    last handshake message, our hello); raising there aborts with nothing said.
+    Returns the peer and any events that arrived right behind its hello.
+    """
+    deadline = time.monotonic() + timeout
+    complete: HandshakeComplete | None = None
+    hello: Hello | None = None
+    pending: list[Event] = []
+    sent_everything = False
+    try:
+        _send(sock, session.data_to_send(), deadline)
+        while hello is None:
+            data = _recv(sock, deadline)
+            if not data:
+                session.receive_eof()  # raises, unless the peer said bye before hello
+                raise ConnectionLost("the peer left during the handshake")
+            for event in session.receive_data(data):
+                if isinstance(event, HandshakeComplete):
+                    complete = event
+                    verify(event)
+                elif isinstance(event, Hello) and hello is None:
+                    hello = event
+                else:
+                    pending.append(event)
+            out = session.data_to_send()
+            if out:
+                _send(sock, out, deadline)
+                sent_everything = session.handshake_complete
+    except TimeoutError as exc:
+        raise HandshakeTimeout(f"the peer did not complete the handshake within {timeout:g} s") from exc
+    except ConnectionLost as exc:
+        if sent_everything and not session.bye_received:
+            # We finished our part, and the peer hung up instead of saying hello.
+            raise HandshakeError(
+                "the peer ended the handshake: a passphrase that differs, or it refused our key"
+            ) from exc
+        raise
+    except OSError as exc:
+        raise ConnectionLost(f"connection lost during the handshake: {exc.strerror or exc}") from exc
+    assert complete is not None
+    return Peer(complete.remote_static, complete.handshake_hash, hello, peer_name(sock)), pending
+
+
+def say_bye_quietly(sock: socket.socket, session: Session) -> None:
+    """Leave politely if the handshake got that far (Ctrl-C while connecting); never raises.
+
+    Nothing is sent if our side of the handshake is still unsent (a key check refused the peer).
+    """
+    if session.handshake_complete and not session.has_unsent_data:
+        with contextlib.suppress(OSError, P2PChatError):
+            sock.settimeout(CLOSE_LINGER)
+            sock.sendall(session.send(Bye()))
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    return sock.recv(RECV_SIZE)
+
+
+def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
+    if data:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        sock.sendall(data)
+
+
+def accept(
+    listener: socket.socket,
+    make_session: Callable[[], Session],
+    verify: Callable[[HandshakeComplete], None],
+    on_rejected: Callable[[str, P2PChatError], None],
+    timeout: float = HANDSHAKE_TIMEOUT,
+) -> tuple[socket.socket, Session, Peer, list[Event]]:
+    """Wait for a caller that completes the handshake; drop (and report) every other one.
+
+    Errors raised by *verify* (a pinned key that does not match) end the wait.
+    """
+    while True:
+        session = make_session()  # before accept(): its ephemeral key is ready when a caller comes
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            peer, pending = handshake(sock, session, verify, timeout)
+        except (RemoteProtocolError, NetworkError) as exc:  # a bad caller, not a wrong key: keep waiting
+            on_rejected(peer_name(sock), exc)
+            sock.close()
+            continue
+        except BaseException:
+            say_bye_quietly(sock, session)
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock, session, peer, pending
