@@ -36,7 +36,63 @@ class LinkFailed:
     error: P2PChatError
 
 
-ChatEvent = Received | Delivered | PeerLeft | LinkFailed
+@dataclass(frozen=True)
+class PeerDone:
+    """The peer has said all it will say (its input ended); it still receives and acknowledges."""
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The connection under the chat was lost; the chat waits to resume, nothing is lost yet.
+
+    *reason* is one line for people ("no data for 45 s", "connection reset");
+    *at* is the wall-clock time (time.time()) the loss was noticed.
+    """
+
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    """The dialer will try attempt number *attempt* in *delay* seconds."""
+
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class WaitingForPeer:
+    """The listener keeps its port open and waits for the peer to call back, until *until* (time.time())."""
+
+    until: float
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """The chat resumed over a new connection: a fresh handshake that proved the same peer key.
+
+    *resent* of our texts were sent again; *at* is the wall-clock time.
+    """
+
+    at: float
+    resent: int
+
+
+@dataclass(frozen=True)
+class PeerRestarted:
+    """The peer's program started a new chat (same key): our texts it had not acknowledged are lost.
+
+    *undelivered* lists them (id, text) in order; the chat goes on with the new conversation.
+    """
+
+    undelivered: tuple[tuple[int, str], ...]
+
+
+# What the link layer says about the connection under a chat that outlives connections.
+LinkStateEvent = LinkDown | Reconnecting | WaitingForPeer | LinkUp | PeerRestarted
+
+ChatEvent = Received | Delivered | PeerLeft | PeerDone | LinkFailed | LinkStateEvent
 
 
 class Ending(Enum):
