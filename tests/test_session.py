@@ -286,3 +286,34 @@ def test_wire_bytes_of_a_short_session_are_pinned() -> None:
     assert wire[:48].hex() == PINNED_WIRE_START  # frame length, then alice's ephemeral key
     assert len(wire) == PINNED_WIRE_LEN
     assert hashlib.sha256(wire).hexdigest() == PINNED_WIRE_SHA256
+
+
+def test_features_are_the_ones_both_sides_announce() -> None:
+    pair = SessionPair()
+    pair.alice._hello = Hello("alice", "test", ("resume", "keepalive", "future-thing"))
+    pair.bob._hello = Hello("bob", "test", ("keepalive", "resume", "binary"))
+    assert pair.alice.features == frozenset()  # nothing is negotiated before the peer's hello
+    pair.handshake()
+    assert pair.alice.features == pair.bob.features == {"resume", "keepalive"}
+
+
+def test_a_hello_without_features_negotiates_none_and_keeps_the_old_bytes() -> None:
+    assert messages.encode(Hello("a", "b")) == messages.pad(b'{"type":"hello","name":"a","client":"b"}')
+    pair = SessionPair()
+    pair.bob._hello = Hello("bob", "test", ("resume",))
+    pair.handshake()
+    assert pair.bob.features == frozenset()
+
+
+@pytest.mark.parametrize(
+    "features",
+    ['"resume"', "[1]", '["Resume"]', '[""]', '["' + "a" * 33 + '"]', "[" + ",".join(['"x"'] * 33) + "]"],
+)
+def test_malformed_features_are_a_protocol_error(features: str) -> None:
+    with pytest.raises(MessageError, match="feature"):
+        messages.decode(b'{"type":"hello","features":%b}' % features.encode())
+
+
+def test_features_decode_once_each_in_order() -> None:
+    decoded = messages.decode(b'{"type":"hello","features":["b","a","b"]}')
+    assert decoded == Hello("", "", ("b", "a"))

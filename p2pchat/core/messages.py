@@ -8,6 +8,7 @@ Unknown types and unknown fields are ignored, so later versions can add both.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +19,21 @@ MAX_PLAINTEXT = 65535 - 16  # a frame's 65535 bytes less the AES-GCM tag
 MAX_PADDED = MAX_PLAINTEXT // PAD_BLOCK * PAD_BLOCK  # 65408: padded length stays a multiple of 128
 MAX_ID = 2**53 - 1  # ids stay exact in every JSON implementation
 MAX_NAME_BYTES = 1024  # a hello name longer than this is refused, not just cut for display
+MAX_FEATURES = 32  # a hello announcing more features than this is refused
+_FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # ASCII: feature names are compared, never shown
 
 
 @dataclass(frozen=True)
 class Hello:
-    """``{"type":"hello","name":str,"client":str}``: sent first by each side."""
+    """``{"type":"hello","name":str,"client":str,"features":[str]}``: sent first by each side.
+
+    *features* names the protocol extensions this side speaks; one is used only when both
+    sides announce it. An empty tuple is left out of the JSON, as a ``p2pchat/1`` peer sends it.
+    """
 
     name: str
     client: str
+    features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,10 @@ Message = Hello | Text | Ack | Rekey | Bye
 def to_json(message: Message) -> dict[str, Any]:
     """The JSON object for *message*."""
     if isinstance(message, Hello):
-        return {"type": "hello", "name": message.name, "client": message.client}
+        hello: dict[str, Any] = {"type": "hello", "name": message.name, "client": message.client}
+        if message.features:
+            hello["features"] = list(message.features)
+        return hello
     if isinstance(message, Text):
         obj: dict[str, Any] = {"type": "text", "id": message.id, "text": message.text}
         if message.action:
@@ -143,7 +154,7 @@ def decode(plaintext: bytes) -> Message | None:
         name = _optional(obj, "name", str, "")
         if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             raise MessageError("the peer sent a name that is far too long")
-        return Hello(name=name, client=_optional(obj, "client", str, ""))
+        return Hello(name=name, client=_optional(obj, "client", str, ""), features=_features(obj))
     if kind == "text":
         return Text(id=_id(obj), text=_required(obj, "text", str), action=_optional(obj, "action", bool, False))
     if kind == "ack":
@@ -171,6 +182,16 @@ def _checked(obj: dict[str, Any], name: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise MessageError(f"the peer sent a {obj['type']} message whose {name!r} is not a {kind.__name__}")
     return value
+
+
+def _features(obj: dict[str, Any]) -> tuple[str, ...]:
+    names: list[Any] = _optional(obj, "features", list, [])
+    if len(names) > MAX_FEATURES:
+        raise MessageError("the peer announced too many features")
+    for name in names:
+        if not isinstance(name, str) or not _FEATURE_NAME.fullmatch(name):
+            raise MessageError("the peer announced a feature with a malformed name")
+    return tuple(dict.fromkeys(names))  # duplicates once, order kept
 
 
 def _id(obj: dict[str, Any]) -> int:

@@ -95,6 +95,7 @@ class Session:
         self._sent_since_rekey = 0
         self._bye_sent = False
         self._hello_received = False
+        self.peer_hello: Hello | None = None
         self.bye_received = False
         self._failed: P2PChatError | None = None
         if initiator:
@@ -103,6 +104,13 @@ class Session:
     @property
     def handshake_complete(self) -> bool:
         return self._handshake is None
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The extensions both sides announced in hello; empty until the peer's hello is read."""
+        if self.peer_hello is None:
+            return frozenset()
+        return frozenset(self._hello.features) & frozenset(self.peer_hello.features)
 
     @property
     def has_unsent_data(self) -> bool:
@@ -183,6 +191,7 @@ class Session:
                 if self._hello_received:
                     raise MessageError("the peer said hello twice")
                 self._hello_received = True
+                self.peer_hello = message
                 events.append(message)
             elif message is not None:
                 if not self._hello_received and not isinstance(message, Bye):
