@@ -54,6 +54,8 @@ def chat(options: ChatOptions) -> int:
     def verify(done: HandshakeComplete) -> None:
         # Runs before we send anything after learning the peer's key.
         seen = identity.fingerprint(done.remote_static)
+        if done.remote_static == public_bytes(key):
+            raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
             raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
         remembered = known.key_for_address(dialed) if dialed else None

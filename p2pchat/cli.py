@@ -144,7 +144,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, with the details behind -v
         log.debug("details:", exc_info=exc)
-        print(f"p2pchat: internal error: {exc!r} (run with -v for details)", file=sys.stderr)
+        # The type only: an exception's text can quote data (a file's contents, a peer's bytes).
+        print(f"p2pchat: internal error: {type(exc).__name__} (run with -v for details)", file=sys.stderr)
         return ExitCode.INTERNAL
     finally:
         log.removeHandler(HANDLER)
@@ -177,7 +178,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
 
 
 def _passphrase(asked: bool) -> str | None:
-    from_env = os.environ.get("P2PCHAT_PASSPHRASE")
+    # Taken out of the environment once read: programs started later (an editor, a shell) never see it.
+    from_env = os.environ.pop("P2PCHAT_PASSPHRASE", None)
     if from_env is not None:
         if not from_env:
             raise UsageError("P2PCHAT_PASSPHRASE is set but empty")

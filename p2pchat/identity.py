@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from .core.names import comparable
 from .errors import LocalError, SecurityError, UsageError
 
 KEY_FILE = "identity"
@@ -167,7 +168,12 @@ class KnownPeers:
 
     def save(self) -> None:
         data = {"version": 1, "peers": [peer.to_json() for peer in self.peers.values()]}
-        write_atomically(self.path, json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
+        # ASCII JSON: any string at all (even one a decoder let through) encodes; no error can carry the data.
+        try:
+            text = json.dumps(data, indent=1, ensure_ascii=True)
+        except (TypeError, ValueError) as exc:
+            raise LocalError(f"cannot save {self.path}: {type(exc).__name__}") from None
+        write_atomically(self.path, text.encode("ascii") + b"\n")
 
     def get(self, key: bytes) -> KnownPeer | None:
         return self.peers.get(key)
@@ -180,7 +186,11 @@ class KnownPeers:
         return None
 
     def keys_for_name(self, name: str) -> list[KnownPeer]:
-        return [peer for peer in self.peers.values() if name in peer.names]
+        """The peers that used *name*, or any name that looks the same (see names.comparable)."""
+        wanted = comparable(name)
+        if not wanted:
+            return []
+        return [peer for peer in self.peers.values() if any(comparable(n) == wanted for n in peer.names)]
 
     def remember(self, key: bytes, name: str, address: str | None) -> KnownPeer:
         """Record a contact; an address moves to this key from any other."""
