@@ -14,6 +14,7 @@ from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
 from .link import connection, handshake, sockets
+from .link.acceptor import Acceptor
 from .term.sanitize import clean_name, preview
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
@@ -58,7 +59,7 @@ def chat(options: ChatOptions) -> int:
         if done.remote_static == public_bytes(key):
             raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
-            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
+            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned})")
         # The name as typed (normalised) and the IP:port it reached: a new key at either is the hard stop.
         changed = known.conflicts([dialed, *reached], done.remote_static) if dialed else []
         if changed:
@@ -102,7 +103,11 @@ def _connect(
             def rejected(caller: str, error: P2PChatError) -> None:
                 status(f"dropped a caller from {caller}: {error}")
 
-            return handshake.accept(listener, make_session, verify, rejected, timeout)
+            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout)
+            try:
+                return acceptor.next(verify)
+            finally:
+                acceptor.close()
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
