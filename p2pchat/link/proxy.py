@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -128,6 +129,13 @@ def dial(address: Address, proxy: str | None = None, tor_control: str | None = N
 
 
 def _tor_socks_ports(tor_control: str | None) -> list[tuple[str, int]]:
+    """$TOR_SOCKS_PORT alone if set (Tor Browser's convention), else what Tor reports, then the defaults."""
+    from_env = os.environ.get("TOR_SOCKS_PORT")
+    if from_env:
+        where = tor.parse_control_address(from_env, "TOR_SOCKS_PORT")  # the same PORT / HOST:PORT syntax
+        if where.path is not None:
+            raise UsageError(f"TOR_SOCKS_PORT={from_env!r}: expected PORT or HOST:PORT")
+        return [(where.host, where.port)]
     reported = tor.socks_listeners(tor_control)
     ports = [*reported, *DEFAULT_TOR_SOCKS]
     return list(dict.fromkeys(ports))  # in order, without repeats

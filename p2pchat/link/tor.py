@@ -56,19 +56,19 @@ class ControlAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_control_address(text: str) -> ControlAddress:
+def parse_control_address(text: str, what: str = "Tor control address") -> ControlAddress:
     """``/path/to/socket``, ``unix:/path``, ``PORT`` (on 127.0.0.1), ``HOST:PORT`` or ``[IPv6]:PORT``."""
     if text.startswith("unix:"):
         text = text[len("unix:") :]
         if not text:
-            raise UsageError("bad Tor control address 'unix:': expected unix:/path/to/socket")
+            raise UsageError(f"bad {what} 'unix:': expected unix:/path/to/socket")
         return ControlAddress(path=text)
     if text.startswith(("/", "./", "~")):
         return ControlAddress(path=os.path.expanduser(text))
     host, colon, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]") if colon else "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536 or (colon and not host):
-        raise UsageError(f"bad Tor control address {text!r}: expected HOST:PORT, PORT or a unix socket path")
+        raise UsageError(f"bad {what} {text!r}: expected HOST:PORT, PORT or a unix socket path")
     return ControlAddress(host=host, port=int(port))
 
 
@@ -156,12 +156,14 @@ def connect(where: ControlAddress, timeout: float = CONNECT_TIMEOUT) -> socket.s
 
 
 def _group_hint(path: str) -> str:
-    """How to get access to a file of Tor's: join the file's group (Debian: debian-tor)."""
-    try:
-        group = grp.getgrgid(os.stat(path).st_gid).gr_name
-    except (OSError, KeyError):
-        return "run p2pchat as a user allowed to use Tor"
-    return f"join its group: 'sudo adduser $USER {group}', then log out and in again"
+    """How to get access to a file of Tor's: join its group (Debian: debian-tor), or its directory's."""
+    for candidate in (path, os.path.dirname(path)):
+        try:
+            group = grp.getgrgid(os.stat(candidate).st_gid).gr_name
+        except (OSError, KeyError):
+            continue
+        return f"join the group {group}: 'sudo adduser $USER {group}', then log out and in again"
+    return "run p2pchat as a user allowed to use Tor"
 
 
 def open_control(
@@ -293,20 +295,26 @@ def socks_listeners(explicit: str | None = None) -> list[tuple[str, int]]:
 class TorOptions:
     """``listen --tor``: where Tor is, and what kind of address to publish."""
 
-    port: int | None = None  # the onion's port; None: the listening port (or DEFAULT_ONION_PORT)
+    port: int = DEFAULT_ONION_PORT  # the onion's port: what the peer dials after ".onion:"
     control: str | None = None  # --tor-control
     ephemeral: bool = False  # a one-off address instead of the kept one
     publish_timeout: float = PUBLISH_TIMEOUT
 
 
-def listen_address(address: str | None, tor: TorOptions) -> str:
-    """The address to listen on with --tor: loopback only (Tor connects there; nobody else may)."""
+def plan(address: str | None, port: int | None, control: str | None, ephemeral: bool) -> tuple[str, TorOptions]:
+    """``listen [ADDRESS] --tor [PORT]``: where to listen (127.0.0.1 only: Tor connects there, nobody
+    else may) and what to publish. The onion's port is PORT, else the listening port, else 9090.
+    """
     if address is None:
-        return "127.0.0.1:0"
-    host, colon, port = address.rpartition(":")
-    if colon and host not in ("127.0.0.1", "localhost"):
-        raise UsageError(f"with --tor p2pchat listens on 127.0.0.1 only: give just the port, not {address!r}")
-    return f"127.0.0.1:{port if colon else address}"
+        local = "0"
+    else:
+        host, colon, local = address.rpartition(":")
+        if colon and host not in ("127.0.0.1", "localhost"):
+            raise UsageError(f"with --tor p2pchat listens on 127.0.0.1 only: give just the port, not {address!r}")
+    if not local.isdigit() or int(local) > 65535:
+        raise UsageError(f"bad port {local!r}: expected a number from 0 to 65535")
+    onion_port = port or int(local) or DEFAULT_ONION_PORT
+    return f"127.0.0.1:{int(local)}", TorOptions(onion_port, control, ephemeral)
 
 
 class OnionService:
@@ -316,23 +324,24 @@ class OnionService:
     :attr:`published` says whether a directory has its descriptor (reachable from anywhere).
     """
 
-    def __init__(self, options: TorOptions, directory: Path, identity: bytes, say: Callable[[str], None]) -> None:
+    def __init__(self, options: TorOptions, say: Callable[[str], None]) -> None:
         self.options = options
-        self.directory = directory
-        self.identity = identity  # our public key: the kept onion key belongs to this identity
         self.say = say
         self.address: str | None = None
         self.published = False
         self._control: TorControl | None = None
         self._service_id: str | None = None
 
-    def publish(self, local_port: int) -> None:
-        """Add the service (forwarding to 127.0.0.1:*local_port*) and wait until it is reachable."""
+    def publish(self, local_port: int, directory: Path, identity: bytes) -> None:
+        """Add the service (forwarding to 127.0.0.1:*local_port*) and wait until it is reachable.
+
+        The kept key is in *directory*, for the identity whose public key is *identity*.
+        """
         started = time.monotonic()
         control = self._control = open_control(self.options.control, os.environ.get(PASSWORD_VARIABLE))
         control.request(tc.setevents("HS_DESC")).check()  # before ADD_ONION: no event can be missed
-        key = None if self.options.ephemeral else onionkey.load(self.directory, self.identity)
-        virtual_port = self.options.port or local_port or DEFAULT_ONION_PORT
+        key = None if self.options.ephemeral else onionkey.load(directory, identity)
+        virtual_port = self.options.port
         reply = control.request(
             tc.add_onion(key, virtual_port, ("127.0.0.1", local_port), keep_key=not self.options.ephemeral)
         )
@@ -348,7 +357,7 @@ class OnionService:
         self._service_id = added.service_id
         self.address = f"{added.service_id}.onion:{virtual_port}"
         if added.private_key is not None and not self.options.ephemeral:
-            onionkey.save(self.directory, self.identity, added.private_key)
+            onionkey.save(directory, identity, added.private_key)
         self._wait_published(control, added.service_id, started)
 
     def _wait_published(self, control: TorControl, service_id: str, started: float) -> None:
