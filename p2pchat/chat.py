@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import CLIENT, identity
 from .core.messages import Hello
 from .core.noise import public_bytes
+from .core.pake import CodeExchange
 from .core.session import Event, HandshakeComplete, Session, derive_psk
-from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
+from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError, PassphraseMismatch, RemoteProtocolError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import connection, handshake, proxy, sockets
+from .link import codes, connection, handshake, proxy, sockets
 from .link.acceptor import Acceptor
 from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
@@ -35,6 +37,7 @@ class ChatOptions:
     tor: TorOptions | None = None  # listen --tor: publish an onion service (listening on 127.0.0.1)
     proxy: str | None = None  # dial --proxy socks5://HOST:PORT
     tor_control: str | None = None  # --tor-control: where Tor's control port is
+    code: str | None = None  # --code: the short code (a fresh one when listening)
 
 
 def status(line: str) -> None:
@@ -66,8 +69,8 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     dialed = None if options.listening else identity.address_key(address.host or "", address.port)
     reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
-    def make_session() -> Session:
-        return Session(initiator=not options.listening, static_key=key, hello=hello, psk=psk)
+    def make_session(code_psk: bytes | None = None) -> Session:
+        return Session(initiator=not options.listening, static_key=key, hello=hello, psk=code_psk or psk)
 
     def verify(done: HandshakeComplete) -> None:
         # Runs before we send anything after learning the peer's key.
@@ -98,8 +101,11 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         return sock
 
     sock, session, peer, early = _connect(
-        options.listening, address, make_session, verify, options.handshake_timeout, published, dial
+        options.listening, address, make_session, verify, options.handshake_timeout, published, dial, options.code
     )
+    if options.code is not None:
+        known.remember(peer.remote_static, peer.hello.name, None).verified = True  # the code vouched for the key
+        status(f"the short code matched: {clean_name(peer.hello.name)}'s key is saved as verified")
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
@@ -116,11 +122,12 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
 def _connect(
     listening: bool,
     address: sockets.Address,
-    make_session: Callable[[], Session],
+    make_session: Callable[..., Session],  # (psk from a short code, or nothing)
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
     on_listening: Callable[[socket.socket], None] = lambda _: None,
     dial: Callable[[sockets.Address], socket.socket] = sockets.dial,
+    code: str | None = None,
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
         listener = sockets.listen(address)
@@ -130,11 +137,17 @@ def _connect(
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
+                if code is not None and isinstance(error, PassphraseMismatch):
+                    error = codes.CodeMismatch("the short code did not match")  # the psk is the code's
                 status(f"dropped a caller from {caller}: {error}")
 
-            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout)
+            gate = codes.CodeGate(code, make_session) if code is not None else None
+            if code is not None:
+                port = listener.getsockname()[1]
+                status(f"short code {code}: your peer runs p2pchat dial HOST:{port} --code {code} (it works once)")
+            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout, gate=gate, admit=verify)
             try:
-                return acceptor.next(verify)
+                return acceptor.next()
             finally:
                 acceptor.close()
         finally:
@@ -142,7 +155,15 @@ def _connect(
     session = make_session()  # before dialing: the ephemeral key is ready once connected
     sock = dial(address)  # directly, through --proxy, or through Tor for a .onion
     try:
-        peer, early = handshake.handshake(sock, session, verify, timeout)
+        if code is not None:
+            psk = codes.exchange(sock, CodeExchange(code, dialer=True), time.monotonic() + timeout)
+            session = make_session(psk)
+        try:
+            peer, early = handshake.handshake(sock, session, verify, timeout)
+        except RemoteProtocolError as exc:
+            if code is not None:  # with a code-bound psk, a failed handshake is a code that differs
+                raise codes.CodeMismatch() from exc
+            raise
     except BaseException:
         handshake.say_bye_quietly(sock, session)
         sock.close()
