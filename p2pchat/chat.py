@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import CLIENT, identity
+from . import CLIENT, identity, reach
 from .core.messages import Hello
 from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
@@ -30,6 +30,8 @@ class ChatOptions:
     passphrase: str | None = None
     wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
     handshake_timeout: float = handshake.HANDSHAKE_TIMEOUT
+    also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
+    quiet: bool = False  # listen: no invitation
 
 
 def status(line: str) -> None:
@@ -64,7 +66,12 @@ def chat(options: ChatOptions) -> int:
                 f"If you know why it changed, forget the old key with: p2pchat forget {dialed}"
             )
 
-    sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
+    others = [sockets.parse_address(text, listening=False) for text in options.also]
+    mine = identity.fingerprint(public_bytes(key))
+    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None) as reachable:
+        sock, session, peer, early = _connect(
+            options.listening, [address, *others], make_session, verify, options.handshake_timeout, reachable
+        )
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
@@ -80,15 +87,17 @@ def chat(options: ChatOptions) -> int:
 
 def _connect(
     listening: bool,
-    address: sockets.Address,
+    addresses: list[sockets.Address],
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
+    reachable: reach.Reach,
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
-        listener = sockets.listen(address)
+        listener = sockets.listen(addresses[0])
         try:
             status(f"listening on {sockets.listening_address(listener)}")
+            reachable.listening(listener)
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
@@ -98,7 +107,7 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = sockets.dial(address)
+    sock = sockets.dial_first(addresses)
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:

@@ -27,6 +27,7 @@ examples:
   p2pchat listen 9090                 wait for a peer on port 9090, every interface
   p2pchat dial example.org:9090       call a peer
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
+  p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
   p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
   echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
@@ -78,8 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
+    listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
-    dial.add_argument("address", metavar="HOST:PORT")
+    dial.add_argument(
+        "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
+    )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
     forget = commands.add_parser("forget", parents=[common], help="forget a remembered address or key")
     forget.add_argument("target", metavar="HOST:PORT|FINGERPRINT")
@@ -165,9 +169,12 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
+    addresses = [args.address] if isinstance(args.address, str) else args.address
     return ChatOptions(
         listening=args.command == "listen",
-        address=args.address,
+        address=addresses[0],
+        also=tuple(addresses[1:]),
+        quiet=bool(getattr(args, "quiet", False)),
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
