@@ -32,6 +32,7 @@ class ChatOptions:
     handshake_timeout: float = handshake.HANDSHAKE_TIMEOUT
     also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
     quiet: bool = False  # listen: no invitation
+    upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
 
 
 def status(line: str) -> None:
@@ -68,7 +69,7 @@ def chat(options: ChatOptions) -> int:
 
     others = [sockets.parse_address(text, listening=False) for text in options.also]
     mine = identity.fingerprint(public_bytes(key))
-    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None) as reachable:
+    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
         sock, session, peer, early = _connect(
             options.listening, [address, *others], make_session, verify, options.handshake_timeout, reachable
         )

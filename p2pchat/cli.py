@@ -25,6 +25,7 @@ log = logging.getLogger("p2pchat")
 EPILOG = """\
 examples:
   p2pchat listen 9090                 wait for a peer on port 9090, every interface
+  p2pchat listen --upnp 9090          the same, and ask the router to forward port 9090
   p2pchat dial example.org:9090       call a peer
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
   p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
@@ -80,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
     listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
+    listen.add_argument(
+        "--upnp",
+        action="store_true",
+        help="ask the router to forward the port while listening (UPnP-IGD, else NAT-PMP)",
+    )
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
     dial.add_argument(
         "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
@@ -138,6 +144,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
         signal.signal(signal.SIGTERM, _interrupt)
+        # So does SIGHUP (the terminal closed): the way out removes a router's port mapping too.
+        signal.signal(signal.SIGHUP, _interrupt)
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
@@ -175,6 +183,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         address=addresses[0],
         also=tuple(addresses[1:]),
         quiet=bool(getattr(args, "quiet", False)),
+        upnp=bool(getattr(args, "upnp", False)),
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from .link import interfaces
+from .link import interfaces, portmap
 from .term import invitation
 
 log = logging.getLogger("p2pchat")
@@ -34,14 +34,19 @@ class Reach:
         *,
         quiet: bool = False,
         passphrase: bool = False,
+        upnp: bool = False,
         status: Callable[[str], None] = _status,
         addresses: Callable[[], list[interfaces.IPAddress]] = interfaces.interface_addresses,
+        map_port: Callable[[int], portmap.KeptMapping] = portmap.map_port,
     ) -> None:
         self.fingerprint = fingerprint
         self.quiet = quiet
         self.passphrase = passphrase
+        self.upnp = upnp
         self.status = status
         self.addresses = addresses
+        self.map_port = map_port
+        self.mapping: portmap.KeptMapping | None = None  # the router's port mapping, while listening
         self.invitation: str | None = None  # the command printed, once listening
 
     def __enter__(self) -> Reach:
@@ -51,7 +56,9 @@ class Reach:
         self.close()
 
     def close(self) -> None:
-        """Undo what listening() set up. Safe to call more than once."""
+        """Remove the port mapping, if any. Safe to call more than once."""
+        if self.mapping is not None:
+            self.mapping.close()
 
     def listening(self, listener: socket.socket, onions: Sequence[str] = ()) -> None:
         """The listener is ready: print the invitation (unless quiet).
@@ -59,11 +66,17 @@ class Reach:
         *onions*: onion addresses (``xxx.onion``) of a Tor service forwarding to this listener;
         with them, loopback addresses are left out (a listener behind Tor binds 127.0.0.1).
         """
+        host, port = listener.getsockname()[:2]
+        host = str(host).partition("%")[0]
+        mapped = None
+        if self.upnp and ipaddress.ip_address(host).is_loopback:
+            self.status("no port mapping: the listener is on a loopback address, which the router cannot reach")
+        elif self.upnp and self.mapping is None:
+            mapped = self._map(port)
         if self.quiet:
             return
-        host, port = listener.getsockname()[:2]
-        own = self._own_addresses(str(host).partition("%")[0], bool(onions))
-        addresses = invitation.ordered(port, onions=onions, interfaces=own)
+        own = self._own_addresses(host, bool(onions))
+        addresses = invitation.ordered(port, onions=onions, mapped=mapped, interfaces=own)
         try:
             self.invitation = invitation.command(addresses, self.fingerprint, passphrase=self.passphrase)
         except ValueError:
@@ -71,6 +84,28 @@ class Reach:
             return
         self.status("your peer can join you with this command (it pins your key; --quiet hides it):")
         print(self.invitation, file=sys.stderr, flush=True)
+
+    def _map(self, port: int) -> tuple[interfaces.IPAddress, int] | None:
+        """Ask the router to forward *port*; one line either way. The external address, if public."""
+        self.status("asking the router to forward the port (UPnP, else NAT-PMP)...")
+        try:
+            self.mapping = self.map_port(port)
+        except portmap.PortMapError as exc:
+            self.status(f"no port mapping: {exc}; still listening (see README: Reaching someone outside your network)")
+            return None
+        lease = self.mapping.lease
+        how_long = f"renewed every {lease.lifetime // 2} s" if lease.lifetime else "until p2pchat exits"
+        self.status(f"the router ({lease.protocol}) forwards {lease} to this listener, {how_long}")
+        external = lease.external_address
+        if external is None:
+            return None
+        if not external.is_global:
+            self.status(
+                f"the router's own external address {external} is not public: another NAT is in front of it "
+                "(your provider's?), so the mapping does not make you reachable from the internet"
+            )
+            return None
+        return external, lease.external_port
 
     def _own_addresses(self, host: str, behind_tor: bool) -> list[interfaces.IPAddress]:
         bound = ipaddress.ip_address(host)
