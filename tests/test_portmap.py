@@ -207,6 +207,14 @@ def test_map_port_falls_back_from_upnp_to_natpmp_and_says_why_when_both_fail() -
         portmap.map_port(9090, routers=[no_upnp, no_natpmp])
 
 
+def test_a_router_that_refuses_over_upnp_is_asked_over_natpmp() -> None:
+    refusing = FakeRouter(taken=set(range(65536)))  # every port "taken": UPnP gives up
+    willing = FakeRouter()
+    kept = portmap.map_port(9090, routers=[lambda: refusing, lambda: willing])
+    kept.close()
+    assert refusing.calls == [] and willing.calls == [("open", 9090), ("close", 9090)]
+
+
 def test_a_taken_external_port_tries_another() -> None:
     router = FakeRouter(taken={9090})
     kept = portmap.map_port(9090, routers=[lambda: router])

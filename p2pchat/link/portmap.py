@@ -29,7 +29,8 @@ from ..core import natpmp
 LEASE = 1200  # seconds asked for: a crashed p2pchat leaves the port open at most 20 minutes
 RENEW_FRACTION = 0.5  # renew when half the lease granted has passed (RFC 6886 section 3.3 says so too)
 RETRY_AFTER = 30.0  # seconds before trying again when a renewal failed (the lease may still run)
-UPNP_DISCOVERY_MS = 2000  # SSDP answers come within 1-2 s; miniupnpc waits this long for them
+UPNP_DISCOVERY_MS = 1000  # SSDP answers on a LAN come in milliseconds; miniupnpc waits this long per search
+FIND_TIMEOUT = 15.0  # seconds for finding a router: miniupnpc makes up to 4 searches of UPNP_DISCOVERY_MS
 NATPMP_WAITS = (0.25, 0.5, 1.0)  # RFC 6886 3.1: first wait 250 ms, doubling; we stop after 1.75 s
 CONFLICT_TRIES = 4  # external ports tried when the one we want is taken by another machine
 JOIN_TIMEOUT = 10.0  # seconds to wait for a renewal in progress to end (a UPnP call has its own timeouts)
@@ -76,16 +77,37 @@ def map_port(
     lifetime: int = LEASE,
     routers: Sequence[Callable[[], Router]] | None = None,
 ) -> KeptMapping:
-    """Find a router, map TCP *port* to the same external port if free, keep it until close()."""
-    reasons: list[str] = []
-    for find in routers if routers is not None else (UPnPRouter.find, NatPmpRouter.find):
+    """Find a router, map TCP *port* to the same external port if free, keep it until close().
+
+    The protocols are asked all at once (UPnP discovery waits for answers; NAT-PMP answers in
+    milliseconds or not at all), and the first in order of preference that found a router is used.
+    """
+    finders = routers if routers is not None else (UPnPRouter.find, NatPmpRouter.find)
+    found: list[Router | PortMapError | None] = [None] * len(finders)
+
+    def find(index: int) -> None:
         try:
-            router = find()
+            found[index] = finders[index]()
         except PortMapError as exc:
+            found[index] = exc
+
+    threads = [threading.Thread(target=find, args=(index,), daemon=True) for index in range(len(finders))]
+    for thread in threads:
+        thread.start()
+    reasons: list[str] = []
+    deadline = time.monotonic() + FIND_TIMEOUT
+    for index, thread in enumerate(threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        result = found[index]
+        if isinstance(result, PortMapError) or result is None:
+            reasons.append(str(result or "the router did not answer in time"))
+            continue
+        try:
+            lease = _open_free(result, port, lifetime)
+        except PortMapError as exc:  # refused: another protocol (another box, even) may still say yes
             reasons.append(str(exc))
             continue
-        lease = _open_free(router, port, lifetime)
-        kept = KeptMapping(router, lease, lifetime)
+        kept = KeptMapping(result, lease, lifetime)
         kept.start()
         return kept
     raise PortMapError("; ".join(reasons) or "no router to ask")
@@ -204,7 +226,10 @@ class UPnPRouter:
                 return self.open(internal_port, external_port, 0)
             if "Conflict" in reason:
                 raise PortConflict(f"the router (UPnP) has port {external_port} mapped already") from exc
-            raise PortMapError(f"the router (UPnP) refused to map port {external_port}: {reason}") from exc
+            why = f"the router (UPnP) refused to map port {external_port}: {reason}"
+            if self.external is not None and not self.external.is_global:
+                why += f" (its own external address {self.external} is not public: is another NAT in front of it?)"
+            raise PortMapError(why) from exc
         return Lease(self.name, self.external, external_port, internal_port, lifetime)
 
     def close(self, lease: Lease) -> None:
