@@ -120,10 +120,10 @@ class CipherState:
         self.n += 1
         return ciphertext
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         """DecryptWithAd(ad, ciphertext); n advances only when authentication succeeds."""
         if self._aead is None:
-            return ciphertext
+            return bytes(ciphertext)
         if self.n >= MAX_NONCE:
             raise NonceExhaustedError()
         try:
@@ -266,7 +266,7 @@ class HandshakeState:
             self._failed = True
             raise
 
-    def read_message(self, message: bytes) -> bytes:
+    def read_message(self, message: bytes | memoryview) -> bytes:
         """ReadMessage(message, payload_buffer): process the peer's message, return its payload."""
         self._check_turn(writing=False)
         try:
@@ -301,7 +301,7 @@ class HandshakeState:
         self._advance()
         return bytes(buffer)
 
-    def _read(self, message: bytes) -> bytes:
+    def _read(self, message: bytes | memoryview) -> bytes:
         ss = self.symmetric_state
         view = memoryview(message)
         for token in self.message_patterns[self._index]:
