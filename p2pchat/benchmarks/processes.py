@@ -95,6 +95,12 @@ def startup(count: int, home: Path) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def keepalive_options(seconds: int) -> tuple[str, ...]:
+    """The options that make a chat send keepalives every *seconds*, if this p2pchat has them."""
+    usage = subprocess.run([*p2pchat_command(), "listen", "--help"], capture_output=True, text=True, timeout=WAIT)
+    return ("--keepalive", str(seconds)) if "--keepalive" in usage.stdout else ()
+
+
 # -- a real pair in pipe mode ------------------------------------------------------------------------------
 
 
