@@ -10,10 +10,10 @@ All primitives come from ``cryptography``; nothing here touches a socket.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -65,10 +65,8 @@ def hash_(data: bytes) -> bytes:
 
 
 def hmac_hash(key: bytes, data: bytes) -> bytes:
-    """HMAC-HASH(key, data), RFC 2104 with SHA-256."""
-    mac = hmac.HMAC(key, hashes.SHA256())
-    mac.update(data)
-    return mac.finalize()
+    """HMAC-HASH(key, data), RFC 2104 with SHA-256 (the stdlib's one-shot C call: no object to build)."""
+    return hmac.digest(key, data, "sha256")
 
 
 def hkdf(chaining_key: bytes, input_key_material: bytes, num_outputs: int) -> tuple[bytes, ...]:
