@@ -169,12 +169,13 @@ class Session:
 
     # -- receiving -----------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes from the peer; return what they meant, in order.
 
-        Raises a RemoteProtocolError subclass (TamperedError, HandshakeError,
-        FrameError, MessageError) when the peer's bytes are wrong; after that
-        the session refuses to go on.
+        *data* may be a view into a buffer the caller reuses (``recv_into``): nothing
+        returned or kept refers to it after this call. Raises a RemoteProtocolError
+        subclass (TamperedError, HandshakeError, FrameError, MessageError) when the
+        peer's bytes are wrong; after that the session refuses to go on.
         """
         if self._failed is not None:
             raise self._failed
@@ -194,7 +195,7 @@ class Session:
         if not self.bye_received:
             raise ConnectionLost()
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def _receive(self, data: bytes | bytearray | memoryview) -> list[Event]:
         events: list[Event] = []
         for frame in self._decoder.frames(data):
             if self.bye_received:
