@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..core.messages import MAX_PADDED, MAX_TEXT_BYTES
 from ..core.session import HandshakeComplete, Session
 from ..events import ChatEvent, LinkFailed, Received
-from ..link import connection, handshake, sockets
-from .servers import DONE, ECHO, LOOPBACK, RECORD, SINK, BenchError, ServerProcess, ask, make_session
+from ..link import handshake, sockets
+from .servers import DONE, ECHO, LOOPBACK, RECORD, SINK, BenchError, ServerProcess, ask, make_session, start_link
 from .tls import Tls
 
 ECHO_SIZE = 64  # bytes in a round-trip message
@@ -118,11 +118,10 @@ class P2PChatClient:
         sock = sockets.dial(sockets.Address(LOOPBACK, port))
         session = make_session(True, X25519PrivateKey.generate())
         _, early = handshake.handshake(sock, session)
-        self.link = connection.Link(sock, session)
         self.arrived = threading.Event()
         self.last = ""
         self.failed: LinkFailed | None = None
-        self.link.start(self._on_event, early)
+        self.link = start_link(sock, session, early, self._on_event)
 
     def _on_event(self, event: ChatEvent) -> None:
         if isinstance(event, Received):

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -56,6 +57,15 @@ def features() -> tuple[str, ...]:
 
 def make_session(initiator: bool, key: X25519PrivateKey) -> Session:
     return Session(initiator=initiator, static_key=key, hello=Hello("bench", CLIENT, features()))
+
+
+def start_link(
+    sock: socket.socket, session: Session, early: list[Event], on_event: Callable[[ChatEvent], None]
+) -> connection.Link:
+    """The chat layer the real program runs over a connected socket: its threads, acks and back-pressure."""
+    link = connection.Link(sock, session)
+    link.start(on_event, early)
+    return link
 
 
 # -- the server side (runs in the child process) --------------------------------------------------
@@ -109,7 +119,6 @@ def _as_the_listener_checks(done: HandshakeComplete) -> None:
 
 
 def _serve_link(conn: socket.socket, session: Session, early: list[Event]) -> None:
-    link = connection.Link(conn, session)
     ended = threading.Event()
     received = [0]
 
@@ -125,7 +134,7 @@ def _serve_link(conn: socket.socket, session: Session, early: list[Event]) -> No
         elif isinstance(event, (PeerLeft, LinkFailed)):
             ended.set()
 
-    link.start(on_event, early)
+    link = start_link(conn, session, early, on_event)
     ended.wait()  # the client always leaves: bye, or a closed connection
     link.close(say_bye=False)
 
