@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
     )
+    chat.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
@@ -173,6 +174,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         passphrase=_passphrase(args.passphrase),
         wait=args.wait,
         handshake_timeout=args.handshake_timeout,
+        bell=not args.no_bell,
     )
 
 

@@ -23,27 +23,27 @@ class Spec:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("/me", "/me ACTION", "send an action, shown as * name ACTION", None, needs_text=True),
-    Spec("/verify", "/verify", "show the safety code and the peer's fingerprint", ("", "confirm")),
-    Spec("/verify confirm", "/verify confirm", "mark the peer verified, once the safety codes match", ()),
+    Spec("/me", "/me ACTION", "send an action: * you ACTION", None, needs_text=True),
+    Spec("/verify", "/verify", "safety code and peer's key", ("", "confirm")),
+    Spec("/verify confirm", "/verify confirm", "the safety codes match", ()),
     Spec("/help", "/help", "this list", ("",)),
-    Spec("/quit", "/quit, /exit", "leave the chat (Ctrl-D on an empty line too)", ("",)),
+    Spec("/quit", "/quit, /exit", "leave the chat", ("",)),
 )
 ALIASES = {"/exit": "/quit"}
 
 # Every key the interface handles, for /help and the README's table.
 KEYS: tuple[tuple[str, str], ...] = (
-    ("Enter", "send the line (on an ended chat: close)"),
+    ("Enter", "send (on an ended chat: close)"),
     ("Alt+Enter, Ctrl-J", "new line in the message"),
     ("Tab", "complete a /command"),
-    ("Up, Down", "recall earlier lines (kept in memory only)"),
-    ("PageUp, PageDown", "scroll the conversation by a page"),
-    ("Home, End", "top and bottom of the conversation (End clears the new-lines marker)"),
-    ("mouse wheel", "scroll the conversation"),
-    ("Ctrl-Z", "suspend (fg resumes)"),
+    ("Up, Down", "recall lines sent"),
+    ("PageUp, PageDown", "scroll by a page"),
+    ("Home, End", "top, bottom (End clears ↓ new)"),
+    ("mouse wheel", "scroll"),
+    ("Ctrl-Z", "suspend; fg resumes"),
     ("Ctrl-D", "leave, on an empty line"),
     ("Ctrl-C", "leave at once"),
-    ("//text", "send a line that starts with /"),
+    ("//text", "send a line starting with /"),
 )
 
 

@@ -8,6 +8,7 @@ column; only a word longer than a whole row is cut, and then between clusters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .cells import cluster_width, graphemes
@@ -23,18 +24,43 @@ def _append(row: Row, style: str, text: str) -> None:
         row.append((style, text))
 
 
+_ASCII_TOKEN = re.compile(r" +|\n|[^ \n]+")
+
+
 def _tokens(fragments: Sequence[Fragment]) -> list[tuple[str, list[tuple[str, str, int]]]]:
-    """("word" | "space" | "newline", [(style, cluster, width), ...]) in order."""
+    """("word" | "space" | "newline", [(style, text, width), ...]) in order.
+
+    An item's text is one cluster, or a run of printable ASCII (the common case, kept whole for speed).
+    """
     tokens: list[tuple[str, list[tuple[str, str, int]]]] = []
+
+    def add(kind: str, item: tuple[str, str, int]) -> None:
+        if tokens and tokens[-1][0] == kind and kind != "newline":
+            tokens[-1][1].append(item)
+        else:
+            tokens.append((kind, [item]))
+
     for style, text in fragments:
+        if text.isascii():
+            for chunk in _ASCII_TOKEN.findall(text):
+                kind = "newline" if chunk == "\n" else "space" if chunk[0] == " " else "word"
+                add(kind, (style, chunk, 0 if kind == "newline" else len(chunk)))
+            continue
         for cluster in graphemes(text):
             kind = "newline" if cluster in ("\n", "\r\n") else "space" if cluster == " " else "word"
-            item = (style, cluster, 0 if kind == "newline" else cluster_width(cluster))
-            if tokens and tokens[-1][0] == kind and kind != "newline":
-                tokens[-1][1].append(item)
-            else:
-                tokens.append((kind, [item]))
+            add(kind, (style, cluster, 0 if kind == "newline" else cluster_width(cluster)))
     return tokens
+
+
+def _clusters(items: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Items cut into single clusters, for a word that must be cut."""
+    out = []
+    for style, text, size in items:
+        if len(text) == 1 or not text.isascii():
+            out.append((style, text, size))
+        else:
+            out.extend((style, char, 1) for char in text)
+    return out
 
 
 def wrap(fragments: Sequence[Fragment], width: int, indent: int = 0) -> list[Row]:
@@ -75,10 +101,10 @@ def wrap(fragments: Sequence[Fragment], width: int, indent: int = 0) -> list[Row
                 place(items)
             else:  # longer than a row: cut it, starting where this row has room
                 if used + gap < width:
-                    place(spaces)
-                place(items)
+                    place(_clusters(spaces))
+                place(_clusters(items))
             spaces = []
     if spaces:  # trailing spaces: kept while they fit (they are part of what was typed)
         room = width - used
-        place([item for item in spaces][: max(0, room)])
+        place(_clusters(spaces)[: max(0, room)])
     return rows
