@@ -104,6 +104,10 @@ class Terminal:
         text = re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[=>]", "", text)
         return [line.rstrip("\r").rstrip() for line in text.split("\n")]
 
+    def bells(self) -> int:
+        """BEL characters that ring (not the ones ending a title sequence)."""
+        return re.sub(rb"\x1b\][^\x07]*\x07", b"", bytes(self.raw)).count(b"\x07")
+
     def close(self) -> int:
         code = self.proc.wait(TIMEOUT)
         self.reader.join(TIMEOUT)
@@ -167,7 +171,8 @@ def test_input_line_stays_put_while_messages_arrive(homes: tuple[Path, Path]) ->
 
 def test_narrow_marks_without_colour_and_a_draft_kept_when_the_peer_leaves(homes: tuple[Path, Path]) -> None:
     """40 columns, NO_COLOR: the status bar degrades, marks still tell pending from delivered."""
-    term = Terminal(["listen", "127.0.0.1:0", "--name", "lis"], homes[0], env={"NO_COLOR": "1"}, columns=40)
+    args = ["listen", "127.0.0.1:0", "--name", "lis", "--no-bell"]
+    term = Terminal(args, homes[0], env={"NO_COLOR": "1"}, columns=40)
     try:
         peer_name = "diana-with-a-rather-long-name"
         with Proc(["dial", f"127.0.0.1:{term.port()}", "--name", peer_name], homes[1]) as dia:
@@ -201,6 +206,7 @@ def test_narrow_marks_without_colour_and_a_draft_kept_when_the_peer_leaves(homes
         after = term.scrollback()
         assert any("bye now" in line for line in after), after
         assert "p2pchat: not sent: half-typed reply" in after
+        assert term.bells() == 0  # --no-bell
         assert any("left the chat" in line for line in after)
     finally:
         if term.proc.poll() is None:
@@ -235,6 +241,101 @@ def test_passphrase_prompt_multiline_paste_and_history(homes: tuple[Path, Path])
             assert term.close() == 0
             assert dia.finish() == 0
         assert not any("pasted" in line for line in dia.out)  # the paste was never sent
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def _words(rows: list[str]) -> set[str]:
+    return {word for row in rows for word in row.split() if re.fullmatch(r"\d{4}", word)}
+
+
+def test_scrolling_a_tall_message_unread_marker_title_wheel_and_suspend(homes: tuple[Path, Path]) -> None:
+    """One chat, 80x24: a 100-row message read from its last row to its first, then back; Ctrl-Z and fg."""
+    # A job-control shell, as in real life: Ctrl-Z stops p2pchat, the script says so and resumes it.
+    script = "set -m; {command}; echo '[shell: stopped]'; fg >/dev/null; exit $?"
+    term = Terminal(["listen", "127.0.0.1:0", "--name", "lis"], homes[0], shell=script)
+    try:
+        with dialer(homes[1], term.port()) as dia:
+            term.wait(lambda: "connected" in term.rows()[0], "the status bar")
+            term.wait(lambda: term.screen.title == "p2pchat — dia", "the title")
+            # 13 words of 5 cells fill a row after the 13-cell head: 1300 words are 100 rows.
+            words = [f"{n:04d}" for n in range(1, 1301)]
+            dia.write(" ".join(words) + "\n")
+            term.wait(lambda: "1300" in term.rows()[-2], "the message's last row")
+            rows = term.rows()
+            assert rows[-2] == " " * 13 + " ".join(words[-13:])  # wrapped at spaces, indented to the text
+            assert term.bells() == 1  # the bell: focus unknown, so it rings
+            seen = _words(term.rows())
+            term.type("\x1b[5~")  # PageUp: moves a page at the first press
+            term.wait(lambda: "1300" not in "".join(term.rows()), "the first page up")
+            for _ in range(10):
+                seen |= _words(term.rows())
+                if "0001" in seen:
+                    break
+                before = term.rows()
+                term.type("\x1b[5~")
+                term.wait(lambda before=before: term.rows() != before, "the next page")  # type: ignore[misc]
+            assert seen == set(words)  # every row was on screen on the way up: none skipped
+            top = term.rows()
+            assert any(re.fullmatch(STAMP + r"   dia: 0001 0002 .*", row) for row in top), top
+            assert top[-2].startswith("↓ more below (End)")
+            dia.write("one more\nand another\n")  # new messages do not move the view; the marker counts them
+            term.wait(lambda: term.rows()[-2].startswith("↓ 2 new (End)"), "the unread marker")
+            assert term.rows()[:-2] == top[:-2]
+            term.wait(lambda: term.screen.title == "p2pchat — dia (2 new)", "the unread count in the title")
+            term.type("\x1b[F")  # End: back to the bottom, marker gone
+            term.wait(lambda: term.rows()[-2].endswith("dia: and another"), "the bottom")
+            assert not any(row.startswith("↓") for row in term.rows())
+            term.wait(lambda: term.screen.title == "p2pchat — dia", "the title without a count")
+            term.type("\x1b[O")  # the terminal reports: focus lost
+            dia.write("while you were away\n")
+            term.wait(lambda: term.screen.title == "p2pchat — dia (1 new)", "the count while unfocused")
+            term.type("\x1b[I")  # focus back
+            term.wait(lambda: term.screen.title == "p2pchat — dia", "the title once focused")
+            dia.write("seen at once\n")
+            term.wait(lambda: term.rows()[-2].endswith("dia: seen at once"), "a message while focused")
+            assert term.bells() == 4  # 2 + 1 more while scrolled or away; none while focused
+            term.type("\x1b[<64;20;10M")  # the mouse wheel, up (SGR mouse report)
+            term.wait(lambda: term.rows()[-2].startswith("↓ more below"), "the wheel scrolled up")
+            term.type("\x1b[H")  # Home: the top, the first row of the conversation on screen
+            term.wait(lambda: "joined from" in term.rows()[1], "the top")
+            term.type("\x1b[F")
+            term.wait(lambda: term.rows()[-2].endswith("dia: seen at once"), "the bottom again")
+            term.type("typed before suspending")
+            term.type("\x1a")  # Ctrl-Z: the conversation goes to the scrollback, then the shell
+            term.wait(lambda: b"[shell: stopped]" in term.raw, "the shell's turn")
+            printed = bytes(term.raw).decode("utf-8", "replace")
+            assert "dia: seen at once" in printed.split("[shell: stopped]")[0]
+            stopped = term.raw.find(b"[shell: stopped]")
+            term.wait(lambda: term.raw.rfind(b"typed before suspending") > stopped, "the redrawn screen after fg")
+            term.wait(lambda: term.rows()[-1] == "> typed before suspending", "the input, intact")
+            term.type("\x03")  # Ctrl-C with a draft: leave at once, the draft is printed
+            assert term.close() == 130
+            assert dia.finish() == 0
+        after = term.scrollback()
+        assert any(line.endswith("dia: seen at once") for line in after), after
+        assert "p2pchat: you interrupted the chat" in after
+        assert "p2pchat: not sent: typed before suspending" in after
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def test_stdout_redirected_means_pipe_mode(homes: tuple[Path, Path], tmp_path: Path) -> None:
+    """stdin a terminal, stdout a file: no full-screen interface in the file, lines as in pipe mode."""
+    log = tmp_path / "chat.log"
+    term = Terminal(["listen", "127.0.0.1:0", "--name", "lis"], homes[0], shell="{command} > " + shlex.quote(str(log)))
+    try:
+        with dialer(homes[1], term.port()) as dia:
+            term.type("hi from a terminal\r")
+            dia.wait_out(r"^lis: hi from a terminal$")
+            dia.write("hello file\n")
+            assert dia.finish() == 0  # acknowledged: written to the file
+            assert term.close() == 0  # the peer left: done
+        assert "dia left the chat" in bytes(term.raw).decode()
+        assert log.read_text() == "dia: hello file\n"  # nothing else: no escape sequences
+        assert b"\x1b[?1049h" not in term.raw
     finally:
         if term.proc.poll() is None:
             term.proc.kill()

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import random
+import re
+import time
+from collections.abc import Iterator
 
 import pytest
+from prompt_toolkit.application.current import create_app_session
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import DummyInput
+from prompt_toolkit.output.vt100 import Vt100_Output
 
 from p2pchat.errors import ConnectionLost
 from p2pchat.events import (
@@ -15,14 +23,17 @@ from p2pchat.events import (
     PeerDone,
     PeerLeft,
     PeerRestarted,
+    Received,
     Reconnecting,
     WaitingForPeer,
 )
 from p2pchat.term import commands
 from p2pchat.term.cells import cut, graphemes, width
+from p2pchat.term.render_bench import render_5000_lines
 from p2pchat.term.scroll import Scroll
 from p2pchat.term.status import LinkState, Segment, advance, layout, state_words
 from p2pchat.term.transcript import Entry, Transcript
+from p2pchat.term.ui import ChatUI, Person
 from p2pchat.term.wrap import wrap
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # man ZWJ woman ZWJ girl
@@ -331,7 +342,7 @@ def test_rows_and_totals_by_width() -> None:
     assert transcript.total(40) == total + 1
 
 
-def test_memory_is_bounded_by_lines() -> None:
+def test_memory_is_bounded_by_lines(ui) -> None:
     transcript = Transcript(max_lines=10)
     transcript.total(80)
     transcript.add(mine("a\nb\nc", {1}))
@@ -350,3 +361,84 @@ def test_to_print_gives_a_screenful_and_everything_new() -> None:
     assert len(printed) == 30  # never printed: all of it
     transcript.add(Entry("12:00", "after", label="bob"))
     assert transcript.to_print(80, 5) == [f"12:00   bob: line {n}" for n in range(26, 30)] + ["12:00   bob: after"]
+
+
+# -- the interface's reactions, on a fake terminal ------------------------------------
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.pending: dict[int, str] = {}
+
+    def send_text(self, text: str, action: bool = False) -> list[int]:
+        self.sent.append(text)
+        self.pending[len(self.sent)] = text
+        return [len(self.sent)]
+
+    def unacknowledged(self) -> dict[int, str]:
+        return dict(self.pending)
+
+    def unacknowledged_count(self) -> int:
+        return len(self.pending)
+
+
+@pytest.fixture
+def ui() -> Iterator[ChatUI]:
+    """The real interface on a fake 80x24 terminal (output into memory): its reactions, not its drawing."""
+    output = Vt100_Output(io.StringIO(), lambda: Size(rows=24, columns=80), term="xterm")
+    with create_app_session(input=DummyInput(), output=output):
+        yield ChatUI(FakeLink(), Person("me", 0), Person("alice", 1), trust=lambda: "unverified", bell=False)
+
+
+def lines(ui: ChatUI) -> list[str]:
+    return [line for entry in ui.transcript for line in entry.plain(80)]
+
+
+def status(ui: ChatUI) -> str:
+    return "".join(text for _, text in ui._status())
+
+
+def test_link_state_events_make_one_line_each_and_the_status_bar(ui: ChatUI) -> None:
+    lost_at = time.mktime((2026, 1, 2, 9, 41, 0, 0, 0, -1))
+    ui._send("first", action=False)
+    ui._show_event(LinkDown("no data for 45 s", lost_at))
+    ui._show_event(Reconnecting(3, 4.0))
+    assert lines(ui)[-1] == "09:41 -- connection lost: no data for 45 s; your messages wait"
+    assert status(ui).startswith(" connection lost, reconnecting in 4 s (attempt 3) · alice · 1 pending")
+    ui._show_event(WaitingForPeer(lost_at + 60))
+    assert "waiting for alice to come back" in status(ui)
+    ui._show_event(LinkUp(lost_at + 5, 1))
+    assert lines(ui)[-1] == "09:41 -- connection resumed; 1 of your messages sent again"
+    assert status(ui).startswith(" connected · alice")
+    ui._show_event(PeerRestarted(((1, "first"),)))
+    assert re.fullmatch(r"\d\d:\d\d ✗ you: first  \(not delivered\)", lines(ui)[0])
+    assert lines(ui)[-1].endswith("-- not delivered: first")
+
+
+def test_peer_leaving_keeps_the_draft_and_marks_what_was_lost(ui: ChatUI) -> None:
+    ui._send("unanswered", action=False)
+    ui._input.text = "half typed"
+    ui._show_event(PeerLeft())
+    assert re.fullmatch(r"\d\d:\d\d ✗ you: unanswered  \(not delivered\)", lines(ui)[0])
+    assert "-- Your draft stays in the input; Enter or Ctrl-D closes" in " ".join(lines(ui))
+    assert ui._input.text == "half typed"
+    assert status(ui).startswith(" alice left")
+
+
+def test_unread_count_in_the_title(ui: ChatUI) -> None:
+    assert ui.title() == "p2pchat — alice"
+    for number in range(30):
+        ui._show_event(Received(number, f"line {number}"))
+    ui.scroll.page_up(*ui._extent())
+    ui._show_event(Received(99, "below"))
+    assert ui.title() == "p2pchat — alice (1 new)"
+    ui._end()
+    assert ui.title() == "p2pchat — alice"
+    ui._focused = False
+    ui._show_event(Received(100, "while away"))
+    assert ui.title() == "p2pchat — alice (1 new)"
+
+
+def test_render_benchmark_runs() -> None:
+    assert 0 < render_5000_lines(runs=2, lines=50) < 5
