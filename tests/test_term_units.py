@@ -28,7 +28,7 @@ from p2pchat.events import (
     WaitingForPeer,
 )
 from p2pchat.term import commands
-from p2pchat.term.cells import cut, graphemes, width
+from p2pchat.term.cells import cut, graphemes, unsure, width
 from p2pchat.term.render_bench import render_5000_lines
 from p2pchat.term.scroll import Scroll
 from p2pchat.term.status import LinkState, Segment, advance, layout, state_words
@@ -59,6 +59,13 @@ def test_width_counts_cells_as_prompt_toolkit_draws_them() -> None:
     assert width("中文") == 4
     assert width(E_ACUTE) == 1
     assert width("\u200b") == 0 or width("\u200b") == 1  # whatever get_cwidth says, never negative
+
+
+def test_unsure_finds_sequences_terminals_disagree_on() -> None:
+    for text in (FAMILY, FLAG, THUMB, "\u2764\ufe0f"):
+        assert unsure(f"name {text}")
+    for text in ("plain", E_ACUTE, "中文", "\U0001f44d"):
+        assert not unsure(text)
 
 
 def test_cut_never_splits_a_cluster() -> None:

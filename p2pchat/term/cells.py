@@ -13,6 +13,7 @@ inside a code point.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from prompt_toolkit.utils import get_cwidth
@@ -54,6 +55,16 @@ def graphemes(text: str) -> list[str]:
             out.append(char)
         joined = cp == _ZWJ
     return out
+
+
+# Emoji sequences terminals disagree on: one terminal joins a ZWJ family or a flag into 2 cells,
+# another draws each part, and prompt_toolkit counts each part. See :func:`unsure`.
+_UNSURE = re.compile("[\u200d\ufe0f\U0001f1e6-\U0001f1ff\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]")
+
+
+def unsure(text: str) -> bool:
+    """Does *text* hold a sequence whose width depends on the terminal (ZWJ, flag, skin tone, VS16)?"""
+    return not text.isascii() and _UNSURE.search(text) is not None
 
 
 def cluster_width(cluster: str) -> int:

@@ -53,7 +53,7 @@ from ..events import (
     Received,
     Reconnecting,
 )
-from . import commands
+from . import cells, commands
 from .cells import width
 from .sanitize import clean_text, preview
 from .scroll import WHEEL_ROWS, Scroll
@@ -177,6 +177,7 @@ class ChatUI:
     _unread: int = 0  # messages that came in while unfocused
     _title: str = ""
     _tick: asyncio.TimerHandle | None = None
+    _was_unsure: bool = False
 
     def __post_init__(self) -> None:
         self.transcript = Transcript()
@@ -205,6 +206,7 @@ class ChatUI:
             style=STYLE,
             full_screen=True,
             mouse_support=True,
+            before_render=lambda app: self._before_render(),
             after_render=lambda app: self._after_render(),
             color_depth=ColorDepth.DEPTH_1_BIT if os.environ.get("NO_COLOR") else None,
         )
@@ -308,6 +310,22 @@ class ChatUI:
         unread = max(unread, self._unread)
         title = TITLE.format(peer=self.peer.name)
         return f"{title} ({unread} new)" if unread else title
+
+    def _before_render(self) -> None:
+        # An emoji sequence (ZWJ family, flag, skin tone) may take fewer or more cells on the terminal
+        # than prompt_toolkit counts, and a screen diff drawn over it leaves debris. While one is on
+        # screen, and once after, every frame is drawn whole: each row starts at a known column.
+        unsure = self._unsure_on_screen()
+        if unsure or self._was_unsure:
+            self._app.renderer._last_screen = None
+        self._was_unsure = unsure
+
+    def _unsure_on_screen(self) -> bool:
+        if cells.unsure(self.peer.name) or cells.unsure(self._input.text):
+            return True
+        total = self.transcript.total(self._view.width)
+        start, end = self.scroll.window(total, self._view.height)
+        return any(cells.unsure(text) for row in self.transcript.rows(self._view.width, start, end) for _, text in row)
 
     def _after_render(self) -> None:
         title = self.title()
@@ -479,10 +497,13 @@ class ChatUI:
         finally:
             with self._lock:
                 self._loop = None
-            self._focus_reports(False)
-            self._app.output.clear_title()
-            self._print_transcript()
-            self._report(ending)
+            try:
+                self._focus_reports(False)
+                self._app.output.clear_title()
+                self._print_transcript()
+                self._report(ending)
+            except OSError:  # the terminal is gone (hang-up): nobody is left to read it
+                pass
 
     def _report(self, ending: Ending | None) -> None:
         """After the screen closes: what happened on our side, and a draft never sent."""
