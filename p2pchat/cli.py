@@ -20,6 +20,7 @@ from .errors import ExitCode, P2PChatError, UsageError
 if TYPE_CHECKING:
     from .chat import ChatOptions
     from .identity import KnownPeer
+    from .link.tor import TorOptions
 
 log = logging.getLogger("p2pchat")
 
@@ -33,6 +34,9 @@ examples:
   p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
   p2pchat forget host:9090            forget who was at an address (or: forget NAME|FINGERPRINT)
   p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
+  p2pchat listen --tor                publish an onion service through a running Tor
+  p2pchat dial xyz...onion:9090       call an onion through Tor (its SOCKS port)
+  p2pchat dial host:9090 --proxy socks5://127.0.0.1:1080   dial through a SOCKS5 proxy
   echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
 
 exit codes: 0 clean end, 1 network failure or undelivered messages, 2 usage error,
@@ -80,11 +84,37 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
     )
+    chat.add_argument(
+        "--tor-control",
+        metavar="ADDRESS",
+        help="Tor's control port, HOST:PORT or a unix socket path "
+        "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
+    )
     chat.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
-    listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
+    listen.add_argument(
+        "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
+    )
+    listen.add_argument(
+        "--tor",
+        nargs="?",
+        const=0,
+        type=_port,
+        metavar="PORT",
+        help="publish an onion service through a running Tor, on PORT (default: the listening port, else 9090); "
+        "listens on 127.0.0.1 only",
+    )
+    listen.add_argument(
+        "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
+    )
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
     dial.add_argument("address", metavar="HOST:PORT")
+    dial.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="dial through a SOCKS5 proxy, socks5://HOST:PORT; names are resolved by the proxy "
+        "(.onion addresses go through Tor's SOCKS port without it)",
+    )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
     commands.add_parser("peers", parents=[common], help="list the peers you know")
     forget = commands.add_parser("forget", parents=[common], help="forget a remembered address, or a peer")
@@ -92,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", parents=[common], help="mark a peer verified (compare fingerprints first)")
     verify.add_argument("target", metavar="NAME|FINGERPRINT")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected a number from 1 to 65535")
+    return int(text)
 
 
 class _HoldingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -178,16 +214,31 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
+    address, tor = _tor_options(args)
     return ChatOptions(
         listening=args.command == "listen",
-        address=args.address,
+        address=address,
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
         wait=args.wait,
         handshake_timeout=args.handshake_timeout,
+        tor=tor,
+        proxy=getattr(args, "proxy", None),
+        tor_control=args.tor_control,
         bell=not args.no_bell,
     )
+
+
+def _tor_options(args: argparse.Namespace) -> tuple[str, TorOptions | None]:
+    """The address to listen on or dial, and the onion service to publish (listen --tor)."""
+    if args.command != "listen" or (args.tor is None and not args.tor_ephemeral):
+        if args.address is None:
+            raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
+        return args.address, None
+    from .link.tor import plan
+
+    return plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
 
 
 def _passphrase(asked: bool) -> str | None:
