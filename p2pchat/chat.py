@@ -39,6 +39,7 @@ class ChatOptions:
     also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
     quiet: bool = False  # listen: no invitation
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
+    bell: bool = True  # the full-screen interface rings on incoming messages
 
 
 def status(line: str) -> None:
@@ -126,12 +127,12 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         )
     link = connection.Link(sock, session)
     try:
-        interactive = sys.stdin.isatty()
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()  # full screen only on a terminal both ways
         intro, trust = _introduce(peer, known, dialed, options.listening, interactive, reached)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, public_bytes(key))
-            return _interactive(link, early, peer, intro, trust, me, known, wait)
+            return _interactive(link, early, peer, intro, trust, me, known, wait, options.bell)
         return _pipe(link, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
     finally:
         link.close(say_bye=True)  # a no-op after a normal end; on any other way out, bye and stop the threads
@@ -217,6 +218,7 @@ def _interactive(
     me: tuple[str, bytes],  # our name and public key
     known: identity.KnownPeers,
     wait: float,
+    bell: bool = True,
 ) -> int:
     from .cli import HANDLER
     from .term.ui import COLOURS, ChatUI, Person
@@ -241,7 +243,7 @@ def _interactive(
             "if the safety code is the same on both screens, type /verify confirm",
         ]
 
-    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command})
+    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command}, bell=bell)
     for text, warning in intro:
         ui.system(text, warning)
     HANDLER.hold_records()  # the screen is the interface's now: -v details wait until it closes

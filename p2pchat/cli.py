@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Tor's control port, HOST:PORT or a unix socket path "
         "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
     )
+    chat.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument(
         "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
@@ -240,6 +241,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         tor=tor,
         proxy=getattr(args, "proxy", None),
         tor_control=args.tor_control,
+        bell=not args.no_bell,
     )
 
 
