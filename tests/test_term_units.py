@@ -449,3 +449,10 @@ def test_unread_count_in_the_title(ui: ChatUI) -> None:
 
 def test_render_benchmark_runs() -> None:
     assert 0 < render_5000_lines(runs=2, lines=50) < 5
+
+
+def test_rows_holding_an_emoji_sequence_keep_clear_of_the_last_column() -> None:
+    entry = Entry("12:00", "abc " * 30 + FLAG, label="bob")
+    assert all(width(row) <= 39 for row in entry.plain(40))
+    plain_entry = Entry("12:00", "abc " * 30, label="bob")
+    assert any(width(row) == 40 for row in plain_entry.plain(40))

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .cells import width
+from .cells import unsure, width
 from .wrap import Fragment, Row, wrap
 
 MAX_LINES = 5000  # conversation lines kept; older ones are forgotten, never written anywhere
@@ -76,7 +76,10 @@ class Entry:
     def rows(self, width: int) -> list[Row]:
         if self._rows is None or self._rows[0] != width:
             fragments, column = self.fragments()
-            self._rows = (width, wrap(fragments, width, column))
+            # prompt_toolkit returns to the last column with "\r" and a move right: after an emoji
+            # sequence the terminal measured differently, that would tear the row; keep clear of it.
+            room = width - 1 if width > 20 and any(unsure(text) for _, text in fragments) else width
+            self._rows = (width, wrap(fragments, room, column))
         return self._rows[1]
 
     def changed(self) -> None:

@@ -54,7 +54,6 @@ from ..events import (
     Reconnecting,
 )
 from . import cells, commands
-from .cells import width
 from .sanitize import clean_text, preview
 from .scroll import WHEEL_ROWS, Scroll
 from .status import LinkState, Segment, advance, layout, state_words
@@ -140,7 +139,7 @@ class _Conversation(UIControl):
         rows: list[StyleAndTextTuples] = list(self.transcript.rows(width, start, end))  # type: ignore[arg-type]
         if self.scroll.scrolled:
             marker = self.scroll.marker()
-            rows.append([("class:marker", marker + " " * max(0, width - width_of(marker)))])
+            rows.append([("class:marker", marker + " " * max(0, width - cells.width(marker)))])
         return UIContent(get_line=lambda i: rows[i], line_count=len(rows), show_cursor=False)
 
     def mouse_handler(self, mouse_event: MouseEvent) -> NotImplementedOrNone:
@@ -152,10 +151,6 @@ class _Conversation(UIControl):
         else:
             return NotImplemented
         return None
-
-
-def width_of(text: str) -> int:
-    return width(text)
 
 
 @dataclass
