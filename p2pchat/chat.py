@@ -15,6 +15,7 @@ from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
 from .link import connection, handshake, proxy, sockets
+from .link.acceptor import Acceptor
 from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
 
@@ -80,7 +81,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         if done.remote_static == public_bytes(key):
             raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
-            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
+            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned})")
         # The name as typed (normalised) and the IP:port it reached: a new key at either is the hard stop.
         changed = known.conflicts([dialed, *reached], done.remote_static) if dialed else []
         if changed:
@@ -157,7 +158,11 @@ def _connect(
             def rejected(caller: str, error: P2PChatError) -> None:
                 status(f"dropped a caller from {caller}: {error}")
 
-            return handshake.accept(listener, make_session, verify, rejected, timeout)
+            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout)
+            try:
+                return acceptor.next(verify)
+            finally:
+                acceptor.close()
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
