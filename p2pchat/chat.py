@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from collections.abc import Callable
@@ -90,6 +91,8 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     sock, session, peer, early = _connect(
         options.listening, address, make_session, verify, options.handshake_timeout, published, dial
     )
+    if not options.listening and proxy.needs_proxy(address, options.proxy):
+        peer = dataclasses.replace(peer, address=proxy.describe(address, options.proxy))  # not the proxy's address
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()

@@ -106,6 +106,11 @@ def needs_proxy(address: Address, proxy: str | None) -> bool:
     return proxy is not None or (address.host is not None and is_onion(address.host))
 
 
+def describe(address: Address, proxy: str | None) -> str:
+    """Where a proxied connection goes, for people: the peer's address and the way there."""
+    return f"{address} through {parse_proxy(proxy)}" if proxy is not None else f"{address} through Tor"
+
+
 def dial(address: Address, proxy: str | None = None, tor_control: str | None = None) -> socket.socket:
     """Connect to *address*: directly, through *proxy*, or through Tor for a ``.onion`` name."""
     if not needs_proxy(address, proxy):
