@@ -230,7 +230,11 @@ def _options(args: argparse.Namespace) -> ChatOptions:
 
 def _tor_options(args: argparse.Namespace) -> tuple[str, TorOptions | None]:
     """The address to listen on or dial, and the onion service to publish (listen --tor)."""
-    if args.command != "listen" or (args.tor is None and not args.tor_ephemeral):
+    if args.command == "dial":
+        from .link.proxy import with_default_port
+
+        return with_default_port(args.address), None  # X.onion alone: port 9090
+    if args.tor is None and not args.tor_ephemeral:
         if args.address is None:
             raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
         return args.address, None

@@ -118,7 +118,7 @@ def test_an_onion_through_tor_and_its_key_remembered(homes: tuple[Path, Path], t
         # Another key behind the same onion (another home): the key-change check stops it.
         impostor, port = listener(tmp_path / "impostor")
         listening.append(port)
-        with impostor, Proc(["dial", f"{name.upper()}:9090"], homes[1], env) as dia:
+        with impostor, Proc(["dial", name.upper()], homes[1], env) as dia:  # the port defaults to 9090
             assert dia.finish() == 3
             impostor.kill()
         assert f"the key at {name}:9090 has changed!" in dia.stderr_text
@@ -188,6 +188,9 @@ def test_proxy_urls() -> None:
 
 def test_destinations() -> None:
     name = onion(4)
+    assert proxy.with_default_port(name) == name + ":9090"
+    assert proxy.with_default_port(name + ":80") == name + ":80"
+    assert proxy.with_default_port("example.org") == "example.org"
     assert proxy.check_destination(Address(name.upper() + ".", 80)) == Address(name, 80)
     assert proxy.check_destination(Address("www." + name, 80)) == Address("www." + name, 80)
     assert proxy.check_destination(Address("Example.org", 80)) == Address("Example.org", 80)

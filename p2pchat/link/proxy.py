@@ -85,6 +85,13 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(parts.hostname, port, username, password)
 
 
+def with_default_port(text: str) -> str:
+    """``X.onion`` without a port means ``X.onion:9090``, the port ``listen --tor`` publishes by default."""
+    if is_onion(text) and not text.startswith("["):
+        return f"{text}:{tor.DEFAULT_ONION_PORT}"
+    return text
+
+
 def check_destination(address: Address) -> Address:
     """*address*, with an onion name in its canonical form (lower case, no final dot) and checked.
 
