@@ -93,8 +93,9 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     proxied = not options.listening and proxy.needs_proxy(address, options.proxy)
 
     def dial(address: sockets.Address) -> socket.socket:
-        sock = proxy.dial(address, options.proxy, options.tor_control)  # directly, through --proxy, or Tor
-        if not proxied:  # through a proxy, the IP:port reached is the proxy's, not the peer's
+        sock = proxy.dial(address, options.proxy, options.tor_control)
+        if not proxied:
+            # The IP:port actually reached joins the key check; through a proxy it would be the proxy's.
             reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
         return sock
 
@@ -139,7 +140,7 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = dial(address)
+    sock = dial(address)  # directly, through --proxy, or through Tor for a .onion
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:
