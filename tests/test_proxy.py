@@ -16,6 +16,12 @@ from p2pchat.link.sockets import Address
 
 from .procs import Proc, listener
 from .socks import Microsocks, RecordingSocks, Request
+from .torprocs import FakeTor
+
+NULL_AUTH = {
+    "PROTOCOLINFO": b"250-PROTOCOLINFO 1\r\n250-AUTH METHODS=NULL\r\n250 OK\r\n",
+    "AUTHENTICATE": b"250 OK\r\n",
+}
 
 
 def onion(seed: int) -> str:
@@ -199,3 +205,19 @@ def test_destinations() -> None:
     assert proxy.needs_proxy(Address(name, 80), None)
     assert not proxy.needs_proxy(Address("example.org", 80), None)
     assert proxy.needs_proxy(Address("example.org", 80), "socks5://h:1")
+
+
+def test_an_onion_goes_to_the_socks_port_tor_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = RecordingSocks(lambda request: None, reply=0x04)
+    listeners = f'250-net/listeners/socks="unix:/run/tor/socks" "127.0.0.1:{recorder.port}"\r\n250 OK\r\n'
+    fake = FakeTor({**NULL_AUTH, "GETINFO": listeners.encode()})
+    monkeypatch.delenv("TOR_SOCKS_PORT", raising=False)
+    monkeypatch.setenv("TOR_CONTROL_PORT", str(fake.port))
+    try:
+        with pytest.raises(NetworkError, match="the onion service is not reachable"):
+            proxy.dial(Address(onion(5), 9090))
+    finally:
+        fake.close()
+        recorder.close()
+    assert fake.commands[-1] == "GETINFO net/listeners/socks"
+    assert recorder.requests == [Request(3, onion(5), 9090)]

@@ -8,6 +8,7 @@ and stops it), or point ``TORLAB_ENV`` at the ``env`` file of a lab that is alre
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -57,8 +58,11 @@ def test_a_chat_through_an_onion_service(lab: dict[str, str], homes: tuple[Path,
     with Proc(["listen", "--tor", "--name", "lis"], homes[0], listener_env) as lis:
         published = lis.wait_err(r"onion address: (\S+\.onion:9090) \(published in ([\d.]+) s\)", ONION_TIMEOUT)
         address, publish_s = published[1], float(published[2])
+        # The invitation, run as printed: the onion first, the listener's key pinned.
+        invitation = shlex.split(lis.wait_err(r"^p2pchat dial .*")[0])
+        assert invitation[2] == address and "--peer" in invitation
         started = time.monotonic()
-        with Proc(["dial", address, "--name", "dia"], homes[1], dialer_env) as dia:
+        with Proc([*invitation[1:], "--name", "dia"], homes[1], dialer_env) as dia:
             dia.wait_err(rf"connected to lis at {address} through Tor$", ONION_TIMEOUT)
             connect_s = time.monotonic() - started
             lis.wait_err(r"dia joined from 127\.0\.0\.1:")  # Tor hides the caller: it comes from loopback
