@@ -362,6 +362,14 @@ class OnionService:
         self._wait_published(control, added.service_id, started)
 
     def _wait_published(self, control: TorControl, service_id: str, started: float) -> None:
+        try:
+            self._wait_upload(control, service_id, started)
+        finally:
+            # Nobody reads this connection during the chat: no more events, so none pile up in Tor.
+            with contextlib.suppress(P2PChatError):
+                control.request(tc.setevents()).check()
+
+    def _wait_upload(self, control: TorControl, service_id: str, started: float) -> None:
         conf = tc.parse_getconf(control.request(tc.getconf("DisableNetwork")))
         if conf.get("DisableNetwork") == "1":
             # Nothing will be uploaded until Tor may use the network: say so instead of waiting.
