@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from collections.abc import Callable
@@ -99,14 +100,22 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
             onions = [onion.address] if onion.address else []
         reachable.listening(listener, onions)  # --upnp mapping, and the invitation
 
+    via: list[str] = []  # where a proxied dial went, for people: "X.onion:9090 through Tor"
+
     def dial(addresses: list[sockets.Address]) -> socket.socket:
         if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
             failure: P2PChatError | None = None
             for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
                 try:
-                    return proxy.dial(one, options.proxy, options.tor_control)
+                    sock = proxy.dial(one, options.proxy, options.tor_control)
                 except P2PChatError as exc:
                     failure = exc
+                    continue
+                if proxy.needs_proxy(one, options.proxy):
+                    via.append(proxy.describe(one, options.proxy))  # the socket's peer is the proxy
+                else:
+                    reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+                return sock
             assert failure is not None
             raise failure
         sock = sockets.dial_first(addresses)
@@ -114,7 +123,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
         return sock
 
-    others = [sockets.parse_address(text, listening=False) for text in options.also]
+    others = [proxy.check_destination(sockets.parse_address(text, listening=False)) for text in options.also]
     mine = identity.fingerprint(public_bytes(key))
     with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
         sock, session, peer, early = _connect(
@@ -126,6 +135,8 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
             lambda listener: published(listener, reachable),
             dial,
         )
+    if via:
+        peer = dataclasses.replace(peer, address=via[0])  # not the proxy's address
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()  # full screen only on a terminal both ways

@@ -248,7 +248,9 @@ def _options(args: argparse.Namespace) -> ChatOptions:
 def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
     """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
     if args.command == "dial":
-        return list(args.address), None
+        from .link.proxy import with_default_port
+
+        return [with_default_port(text) for text in args.address], None  # X.onion alone: port 9090
     if args.tor is None and not args.tor_ephemeral:
         if args.address is None:
             raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
