@@ -49,7 +49,8 @@ def chat(options: ChatOptions) -> int:
     known = identity.KnownPeers(directory)
     psk = derive_psk(options.passphrase) if options.passphrase is not None else None
     hello = Hello(options.name, CLIENT)
-    dialed = None if options.listening else str(address)
+    dialed = None if options.listening else identity.address_key(address.host or "", address.port)
+    reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
     def make_session() -> Session:
         return Session(initiator=not options.listening, static_key=key, hello=hello, psk=psk)
@@ -57,26 +58,30 @@ def chat(options: ChatOptions) -> int:
     def verify(done: HandshakeComplete) -> None:
         # Runs before we send anything after learning the peer's key.
         seen = identity.fingerprint(done.remote_static)
+        if done.remote_static == public_bytes(key):
+            raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
             raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
-        remembered = known.key_for_address(dialed) if dialed else None
-        if remembered is not None and remembered.key != done.remote_static:
+        # The name as typed (normalised) and the IP:port it reached: a new key at either is the hard stop.
+        changed = known.conflicts([dialed, *reached], done.remote_static) if dialed else []
+        if changed:
+            where = " and ".join(address for address, _ in changed)
+            old = identity.fingerprint(changed[0][1].key)
             raise KeyMismatchError(
-                f"the key at {dialed} has changed! remembered {identity.fingerprint(remembered.key)}, "
-                f"now {seen}; someone may be in the middle. "
-                f"If you know why it changed, forget the old key with: p2pchat forget {dialed}"
+                f"the key at {where} has changed! remembered {old}, now {seen}; someone may be in the middle. "
+                f"If you know why it changed, forget the old key with: p2pchat forget {' '.join(a for a, _ in changed)}"
             )
 
     others = [sockets.parse_address(text, listening=False) for text in options.also]
     mine = identity.fingerprint(public_bytes(key))
     with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
         sock, session, peer, early = _connect(
-            options.listening, [address, *others], make_session, verify, options.handshake_timeout, reachable
+            options.listening, [address, *others], make_session, verify, options.handshake_timeout, reached, reachable
         )
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
-        intro, trust = _introduce(peer, known, dialed, options.listening, interactive)
+        intro, trust = _introduce(peer, known, dialed, options.listening, interactive, reached)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, public_bytes(key))
@@ -92,6 +97,7 @@ def _connect(
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
+    reached: list[str],
     reachable: reach.Reach,
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
@@ -109,6 +115,7 @@ def _connect(
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
     sock = sockets.dial_first(addresses)
+    reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:
@@ -119,7 +126,12 @@ def _connect(
 
 
 def _introduce(
-    peer: handshake.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool, interactive: bool
+    peer: handshake.Peer,
+    known: identity.KnownPeers,
+    dialed: str | None,
+    listening: bool,
+    interactive: bool,
+    reached: list[str],
 ) -> tuple[list[tuple[str, bool]], list[str]]:
     """Lines to show on connect (text, is_warning), and the peer's trust state in a box."""
     name = clean_name(peer.hello.name)
@@ -146,7 +158,7 @@ def _introduce(
                         True,
                     )
                 )
-    known.remember(peer.remote_static, peer.hello.name, dialed)
+    known.remember(peer.remote_static, peer.hello.name, dialed, *(reached if dialed else ()))
     known.save()
     return lines, trust
 

@@ -19,6 +19,7 @@ from .errors import ExitCode, P2PChatError, UsageError
 
 if TYPE_CHECKING:
     from .chat import ChatOptions
+    from .identity import KnownPeer
 
 log = logging.getLogger("p2pchat")
 
@@ -30,6 +31,9 @@ examples:
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
   p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
+  p2pchat peers                       the peers you know: names, fingerprints, trust
+  p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
+  p2pchat forget host:9090            forget who was at an address (or: forget NAME|FINGERPRINT)
   p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
   echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
 
@@ -91,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
     )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
-    forget = commands.add_parser("forget", parents=[common], help="forget a remembered address or key")
-    forget.add_argument("target", metavar="HOST:PORT|FINGERPRINT")
+    commands.add_parser("peers", parents=[common], help="list the peers you know")
+    forget = commands.add_parser("forget", parents=[common], help="forget a remembered address, or a peer")
+    forget.add_argument("targets", nargs="+", metavar="NAME|FINGERPRINT|HOST:PORT")
+    verify = commands.add_parser("verify", parents=[common], help="mark a peer verified (compare fingerprints first)")
+    verify.add_argument("target", metavar="NAME|FINGERPRINT")
     return parser
 
 
@@ -139,7 +146,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "id":
             return _id()
         if args.command == "forget":
-            return _forget(args.target)
+            return _forget(args.targets)
+        if args.command == "peers":
+            return _peers()
+        if args.command == "verify":
+            return _verify(args.target)
         from .chat import chat
 
         # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
@@ -156,7 +167,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, with the details behind -v
         log.debug("details:", exc_info=exc)
-        print(f"p2pchat: internal error: {exc!r} (run with -v for details)", file=sys.stderr)
+        # The type only: an exception's text can quote data (a file's contents, a peer's bytes).
+        print(f"p2pchat: internal error: {type(exc).__name__} (run with -v for details)", file=sys.stderr)
         return ExitCode.INTERNAL
     finally:
         log.removeHandler(HANDLER)
@@ -193,7 +205,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
 
 
 def _passphrase(asked: bool) -> str | None:
-    from_env = os.environ.get("P2PCHAT_PASSPHRASE")
+    # Taken out of the environment once read: programs started later (an editor, a shell) never see it.
+    from_env = os.environ.pop("P2PCHAT_PASSPHRASE", None)
     if from_env is not None:
         if not from_env:
             raise UsageError("P2PCHAT_PASSPHRASE is set but empty")
@@ -225,13 +238,68 @@ def _id() -> int:
     return ExitCode.OK
 
 
-def _forget(target: str) -> int:
+def _forget(targets: list[str]) -> int:
     from . import identity
+    from .term.sanitize import clean_name
 
     known = identity.KnownPeers(identity.home())
-    touched = known.forget(target)
-    if not touched:
-        raise UsageError(f"nothing known as {target}")
+    done = []
+    for target in targets:
+        address = identity.parse_address_key(target)
+        touched = known.forget(target)
+        if not touched:
+            raise UsageError(f"nothing known as {clean_name(target)}")
+        if address is not None:
+            done.append(f"forgot the address {address}")
+        else:
+            done += [f"forgot {_who(peer)}" for peer in touched]
     known.save()
-    print(f"p2pchat: forgot {target}", file=sys.stderr)
+    for line in done:
+        print(f"p2pchat: {line}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _who(peer: KnownPeer) -> str:
+    from . import identity
+    from .term.sanitize import clean_name
+
+    names = ", ".join(clean_name(name) for name in peer.names) or "(no name)"
+    return f"{names} ({identity.fingerprint(peer.key)})"
+
+
+def _peers() -> int:
+    import time
+
+    from . import identity
+    from .term.sanitize import clean_name
+
+    known = identity.KnownPeers(identity.home())
+    if not known.peers:
+        print("p2pchat: no known peers yet", file=sys.stderr)
+        return ExitCode.OK
+    ordered = sorted(known.peers.values(), key=lambda peer: -(peer.last_seen or 0))
+    for peer in ordered:
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(peer.last_seen)) if peer.last_seen else "never"
+        print(", ".join(clean_name(name) for name in peer.names) or "(no name)")
+        print(f"  fingerprint  {identity.fingerprint(peer.key)}")
+        print(f"  trust        {'verified' if peer.verified else 'not verified'}")
+        print(f"  addresses    {', '.join(peer.addresses) or '-'}")
+        print(f"  last seen    {seen}")
+    return ExitCode.OK
+
+
+def _verify(target: str) -> int:
+    from . import identity
+    from .term.sanitize import clean_name
+
+    known = identity.KnownPeers(identity.home())
+    found = known.find(target)
+    if not found:
+        raise UsageError(f"no known peer is called {clean_name(target)} (see p2pchat peers)")
+    if len(found) > 1:
+        raise UsageError(identity.ambiguous(clean_name(target), found))
+    peer = found[0]
+    peer.verified = True
+    known.save()
+    print(f"p2pchat: {_who(peer)} is now verified", file=sys.stderr)
     return ExitCode.OK

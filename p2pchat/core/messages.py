@@ -147,6 +147,8 @@ def decode(plaintext: bytes) -> Message | None:
         raise MessageError("the peer sent a message that is not valid JSON") from exc
     if not isinstance(obj, dict):
         raise MessageError("the peer sent a message that is not a JSON object")
+    if (b"\\ud" in plaintext or b"\\uD" in plaintext) and not _all_scalar(obj):
+        raise MessageError("the peer sent text that is not valid Unicode (a lone surrogate)")
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise MessageError("the peer sent a message without a type")
@@ -164,6 +166,30 @@ def decode(plaintext: bytes) -> Message | None:
     if kind == "bye":
         return Bye()
     return None  # an unknown type: ignored for forward compatibility
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _all_scalar(value: object) -> bool:
+    """Whether every string in *value* (keys too, at any depth) is made of Unicode scalar values.
+
+    UTF-8 input cannot carry a surrogate, but a JSON escape (``"\\ud800"``) can: such a
+    string cannot be encoded, saved or shown, so one anywhere in a message makes it malformed.
+    Only called when the plaintext holds ``\\ud`` (the fast path skips it for ordinary text).
+    """
+    stack = [value]
+    while stack:  # iterative: the JSON decoder bounds nesting, not this walk's recursion
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATES.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _required(obj: dict[str, Any], name: str, kind: type) -> Any:

@@ -203,7 +203,10 @@ class Session:
     def _read_handshake(self, handshake: HandshakeState, frame: bytes, events: list[Event]) -> None:
         if handshake.my_turn_to_write():
             raise HandshakeError("the peer sent a handshake message out of turn")
-        handshake.read_message(frame)  # handshake payloads are empty; any content is ignored
+        if handshake.read_message(frame):
+            # Payloads are empty on the wire. One that is not would be free input to the
+            # handshake hash, letting a man in the middle grind matching safety codes cheaply.
+            raise HandshakeError("the peer sent a handshake message with a payload (the protocol has none)")
         if not handshake.complete:
             self._outgoing += encode_frame(handshake.write_message())
         if handshake.complete:
