@@ -87,6 +87,8 @@ def map_port(
     milliseconds or not at all), and the first in order of preference that found a router is used.
     """
     finders = routers if routers is not None else (UPnPRouter.find, NatPmpRouter.find)
+    if not finders:
+        raise PortMapError("no router to ask")
     found: list[Router | PortMapError | None] = [None] * len(finders)
 
     def find(index: int) -> None:
@@ -101,12 +103,12 @@ def map_port(
     threads = [threading.Thread(target=find, args=(index,), daemon=True) for index in range(len(finders))]
     reasons: list[str] = []
     deadline = time.monotonic() + FIND_TIMEOUT
-    with _c_stderr_to_log():
+    with _c_stderr_to_log():  # until the first (UPnP, the one that prints) has finished
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    for index in range(len(finders)):
+        threads[0].join(max(0.0, deadline - time.monotonic()))
+    for index, thread in enumerate(threads):  # in order of preference; the first that maps wins
+        thread.join(max(0.0, deadline - time.monotonic()))
         result = found[index]
         if isinstance(result, PortMapError) or result is None:
             reasons.append(str(result or "the router did not answer in time"))
@@ -119,7 +121,7 @@ def map_port(
         kept = KeptMapping(result, lease, lifetime)
         kept.start()
         return kept
-    raise PortMapError("; ".join(reasons) or "no router to ask")
+    raise PortMapError("; ".join(reasons))
 
 
 @contextlib.contextmanager
