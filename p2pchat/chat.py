@@ -13,7 +13,8 @@ from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import connection, handshake, sockets
+from .link import connection, handshake, proxy, sockets
+from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
@@ -30,6 +31,9 @@ class ChatOptions:
     passphrase: str | None = None
     wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
     handshake_timeout: float = handshake.HANDSHAKE_TIMEOUT
+    tor: TorOptions | None = None  # listen --tor: publish an onion service (listening on 127.0.0.1)
+    proxy: str | None = None  # dial --proxy socks5://HOST:PORT
+    tor_control: str | None = None  # --tor-control: where Tor's control port is
     also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
     quiet: bool = False  # listen: no invitation
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
@@ -40,7 +44,19 @@ def status(line: str) -> None:
 
 
 def chat(options: ChatOptions) -> int:
+    # The onion service lives as long as the chat: Tor removes it when its control connection closes.
+    onion = OnionService(options.tor, status) if options.tor is not None and options.listening else None
+    try:
+        return _chat(options, onion)
+    finally:
+        if onion is not None:
+            onion.close()
+
+
+def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     address = sockets.parse_address(options.address, listening=options.listening)
+    if not options.listening:
+        address = proxy.check_destination(address)  # a .onion in one spelling: known_peers matches it
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
     key, created = identity.load_or_create_identity(directory)
@@ -72,11 +88,39 @@ def chat(options: ChatOptions) -> int:
                 f"If you know why it changed, forget the old key with: p2pchat forget {' '.join(a for a, _ in changed)}"
             )
 
+    def published(listener: socket.socket, reachable: reach.Reach) -> None:
+        onions = []
+        if onion is not None:
+            onion.publish(listener.getsockname()[1], directory, public_bytes(key))
+            onions = [onion.address] if onion.address else []
+        reachable.listening(listener, onions)  # --upnp mapping, and the invitation
+
+    def dial(addresses: list[sockets.Address]) -> socket.socket:
+        if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
+            failure: P2PChatError | None = None
+            for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
+                try:
+                    return proxy.dial(one, options.proxy, options.tor_control)
+                except P2PChatError as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+        sock = sockets.dial_first(addresses)
+        # The IP:port actually reached joins the key check (through a proxy it would be the proxy's).
+        reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+        return sock
+
     others = [sockets.parse_address(text, listening=False) for text in options.also]
     mine = identity.fingerprint(public_bytes(key))
     with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
         sock, session, peer, early = _connect(
-            options.listening, [address, *others], make_session, verify, options.handshake_timeout, reached, reachable
+            options.listening,
+            [address, *others],
+            make_session,
+            verify,
+            options.handshake_timeout,
+            lambda listener: published(listener, reachable),
+            dial,
         )
     link = connection.Link(sock, session)
     try:
@@ -97,14 +141,14 @@ def _connect(
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
-    reached: list[str],
-    reachable: reach.Reach,
+    on_listening: Callable[[socket.socket], None],
+    dial: Callable[[list[sockets.Address]], socket.socket],
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
         listener = sockets.listen(addresses[0])
         try:
             status(f"listening on {sockets.listening_address(listener)}")
-            reachable.listening(listener)
+            on_listening(listener)  # --tor: publish the onion service; --upnp; the invitation
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
@@ -114,8 +158,7 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = sockets.dial_first(addresses)
-    reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+    sock = dial(addresses)  # directly (happy eyeballs), through --proxy, or through Tor for a .onion
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:

@@ -20,6 +20,7 @@ from .errors import ExitCode, P2PChatError, UsageError
 if TYPE_CHECKING:
     from .chat import ChatOptions
     from .identity import KnownPeer
+    from .link.tor import TorOptions
 
 log = logging.getLogger("p2pchat")
 
@@ -35,6 +36,9 @@ examples:
   p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
   p2pchat forget host:9090            forget who was at an address (or: forget NAME|FINGERPRINT)
   p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
+  p2pchat listen --tor                publish an onion service through a running Tor
+  p2pchat dial xyz...onion:9090       call an onion through Tor (its SOCKS port)
+  p2pchat dial host:9090 --proxy socks5://127.0.0.1:1080   dial through a SOCKS5 proxy
   echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
 
 exit codes: 0 clean end, 1 network failure or undelivered messages, 2 usage error,
@@ -82,8 +86,28 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
     )
+    chat.add_argument(
+        "--tor-control",
+        metavar="ADDRESS",
+        help="Tor's control port, HOST:PORT or a unix socket path "
+        "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
+    )
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
-    listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
+    listen.add_argument(
+        "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
+    )
+    listen.add_argument(
+        "--tor",
+        nargs="?",
+        const=0,
+        type=_port,
+        metavar="PORT",
+        help="publish an onion service through a running Tor, on PORT (default: the listening port, else 9090); "
+        "listens on 127.0.0.1 only",
+    )
+    listen.add_argument(
+        "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
+    )
     listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
     listen.add_argument(
         "--upnp",
@@ -94,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     dial.add_argument(
         "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
     )
+    dial.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="dial through a SOCKS5 proxy, socks5://HOST:PORT; names are resolved by the proxy "
+        "(.onion addresses go through Tor's SOCKS port without it)",
+    )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
     commands.add_parser("peers", parents=[common], help="list the peers you know")
     forget = commands.add_parser("forget", parents=[common], help="forget a remembered address, or a peer")
@@ -101,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", parents=[common], help="mark a peer verified (compare fingerprints first)")
     verify.add_argument("target", metavar="NAME|FINGERPRINT")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected a number from 1 to 65535")
+    return int(text)
 
 
 class _HoldingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -189,7 +225,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
-    addresses = [args.address] if isinstance(args.address, str) else args.address
+    addresses, tor = _tor_options(args)
     return ChatOptions(
         listening=args.command == "listen",
         address=addresses[0],
@@ -201,7 +237,24 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         passphrase=_passphrase(args.passphrase),
         wait=args.wait,
         handshake_timeout=args.handshake_timeout,
+        tor=tor,
+        proxy=getattr(args, "proxy", None),
+        tor_control=args.tor_control,
     )
+
+
+def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
+    """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
+    if args.command == "dial":
+        return list(args.address), None
+    if args.tor is None and not args.tor_ephemeral:
+        if args.address is None:
+            raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
+        return [args.address], None
+    from .link.tor import plan
+
+    address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    return [address], tor
 
 
 def _passphrase(asked: bool) -> str | None:

@@ -32,7 +32,6 @@ def ordered(
 ) -> list[str]:
     """The addresses to put in the invitation, as ``HOST:PORT``, best first, each once.
 
-    *onions*: ``XXX.onion`` (reached at *port*) or ``XXX.onion:PORT`` (the service's virtual port).
     Onion services first (they reach through any NAT and hide both sides' addresses), then
     public IPv6 interface addresses (two IPv6 hosts need no port mapping), the router's mapped
     address, public IPv4 interface addresses, and last the local ones (same network only).
@@ -41,8 +40,11 @@ def ordered(
     public_six = [a for a in own if a.version == 6 and a.is_global]
     public_four = [a for a in own if a.version == 4 and a.is_global]
     local = sorted((a for a in own if not a.is_global), key=lambda a: -a.version)  # IPv6 first
-    found = [onion if ":" in onion else f"{onion}:{port}" for onion in onions]  # XXX.onion[:VIRTUAL-PORT]
-    found = [onion for onion in found if _ONION.match(onion.rpartition(":")[0]) and is_safe_address(onion)]
+    found = []
+    for onion in onions:  # "xxx.onion" or "xxx.onion:PORT" (the service's port may differ from ours)
+        host, _, given = onion.partition(":")
+        if _ONION.match(host) and (not given or given.isdigit()):
+            found.append(f"{host}:{given or port}")
     found += [host_port(a, port) for a in public_six]
     if mapped is not None:
         found.append(host_port(*mapped))
