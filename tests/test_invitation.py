@@ -165,3 +165,16 @@ def test_the_printed_command_run_as_is_connects_and_pins_the_key(homes: tuple[Pa
             assert dia.finish() == 3
         assert "is not the one given with --peer" in dia.stderr_text
     assert impostor.out == []
+
+
+def test_behind_tor_the_invitation_names_only_the_onion_address(homes: tuple[Path, Path], tmp_path: Path) -> None:
+    from .torprocs import start_tor  # a real tor without network, as in test_tor.py (skips without tor)
+
+    tor = start_tor(tmp_path / "tor", "--CookieAuthentication", "1")
+    try:
+        lis = Proc(["listen", "--tor", "--tor-control", tor.control, "--name", "lis"], homes[0])
+        with lis:
+            onion = lis.wait_err(r"onion service ([a-z2-7]{56}\.onion:9090) is set up")[1]
+            assert _invitation(lis)[:3] == ["dial", onion, "--peer"]  # no loopback, no interface address
+    finally:
+        tor.stop()
