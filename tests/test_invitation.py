@@ -178,3 +178,11 @@ def test_behind_tor_the_invitation_names_only_the_onion_address(homes: tuple[Pat
             assert _invitation(lis)[:3] == ["dial", onion, "--peer"]  # no loopback, no interface address
     finally:
         tor.stop()
+
+
+def test_upnp_and_tor_together_is_a_usage_error(tmp_path: Path) -> None:
+    with Proc(["listen", "--tor", "--upnp", "--tor-control", "127.0.0.1:9"], tmp_path) as proc:
+        assert proc.finish() == 2
+    assert proc.err == [
+        "p2pchat: --upnp and --tor do not go together: an onion service needs no open port on the router\n"
+    ]
