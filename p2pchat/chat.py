@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import CLIENT, identity, reach
+from .core import binary
 from .core.messages import Hello
 from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
@@ -20,6 +21,7 @@ from .term.sanitize import clean_name, preview
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
 QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
+FEATURES = (binary.FEATURE,)  # the protocol extensions this version announces in hello
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         status(f"created your identity key in {directory}")
     known = identity.KnownPeers(directory)
     psk = derive_psk(options.passphrase) if options.passphrase is not None else None
-    hello = Hello(options.name, CLIENT)
+    hello = Hello(options.name, CLIENT, FEATURES)
     dialed = None if options.listening else identity.address_key(address.host or "", address.port)
     reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
