@@ -227,6 +227,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
     addresses, tor = _tor_options(args)
+    if tor is not None and getattr(args, "upnp", False):
+        raise UsageError("--upnp and --tor do not go together: an onion service needs no open port on the router")
     return ChatOptions(
         listening=args.command == "listen",
         address=addresses[0],
