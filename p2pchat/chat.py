@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import CLIENT, identity
+from . import CLIENT, identity, reach
 from .core import binary
 from .core.messages import Hello
 from .core.noise import public_bytes
@@ -36,6 +36,9 @@ class ChatOptions:
     tor: TorOptions | None = None  # listen --tor: publish an onion service (listening on 127.0.0.1)
     proxy: str | None = None  # dial --proxy socks5://HOST:PORT
     tor_control: str | None = None  # --tor-control: where Tor's control port is
+    also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
+    quiet: bool = False  # listen: no invitation
+    upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
 
 
 def status(line: str) -> None:
@@ -87,20 +90,40 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
                 f"If you know why it changed, forget the old key with: p2pchat forget {' '.join(a for a, _ in changed)}"
             )
 
-    def published(listener: socket.socket) -> None:
+    def published(listener: socket.socket, reachable: reach.Reach) -> None:
+        onions = []
         if onion is not None:
             onion.publish(listener.getsockname()[1], directory, public_bytes(key))
+            onions = [onion.address] if onion.address else []
+        reachable.listening(listener, onions)  # --upnp mapping, and the invitation
 
-    def dial(address: sockets.Address) -> socket.socket:
-        sock = proxy.dial(address, options.proxy, options.tor_control)
-        if not proxy.needs_proxy(address, options.proxy):
-            # The IP:port actually reached joins the key check; through a proxy it would be the proxy's.
-            reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+    def dial(addresses: list[sockets.Address]) -> socket.socket:
+        if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
+            failure: P2PChatError | None = None
+            for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
+                try:
+                    return proxy.dial(one, options.proxy, options.tor_control)
+                except P2PChatError as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+        sock = sockets.dial_first(addresses)
+        # The IP:port actually reached joins the key check (through a proxy it would be the proxy's).
+        reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
         return sock
 
-    sock, session, peer, early = _connect(
-        options.listening, address, make_session, verify, options.handshake_timeout, published, dial
-    )
+    others = [sockets.parse_address(text, listening=False) for text in options.also]
+    mine = identity.fingerprint(public_bytes(key))
+    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
+        sock, session, peer, early = _connect(
+            options.listening,
+            [address, *others],
+            make_session,
+            verify,
+            options.handshake_timeout,
+            lambda listener: published(listener, reachable),
+            dial,
+        )
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
@@ -116,18 +139,18 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
 
 def _connect(
     listening: bool,
-    address: sockets.Address,
+    addresses: list[sockets.Address],
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
-    on_listening: Callable[[socket.socket], None] = lambda _: None,
-    dial: Callable[[sockets.Address], socket.socket] = sockets.dial,
+    on_listening: Callable[[socket.socket], None],
+    dial: Callable[[list[sockets.Address]], socket.socket],
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
-        listener = sockets.listen(address)
+        listener = sockets.listen(addresses[0])
         try:
             status(f"listening on {sockets.listening_address(listener)}")
-            on_listening(listener)  # --tor: publish the onion service
+            on_listening(listener)  # --tor: publish the onion service; --upnp; the invitation
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
@@ -137,7 +160,7 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = dial(address)  # directly, through --proxy, or through Tor for a .onion
+    sock = dial(addresses)  # directly (happy eyeballs), through --proxy, or through Tor for a .onion
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:

@@ -27,8 +27,10 @@ log = logging.getLogger("p2pchat")
 EPILOG = """\
 examples:
   p2pchat listen 9090                 wait for a peer on port 9090, every interface
+  p2pchat listen --upnp 9090          the same, and ask the router to forward port 9090
   p2pchat dial example.org:9090       call a peer
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
+  p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
   p2pchat peers                       the peers you know: names, fingerprints, trust
   p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
@@ -106,8 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
     )
+    listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
+    listen.add_argument(
+        "--upnp",
+        action="store_true",
+        help="ask the router to forward the port while listening (UPnP-IGD, else NAT-PMP)",
+    )
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
-    dial.add_argument("address", metavar="HOST:PORT")
+    dial.add_argument(
+        "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
+    )
     dial.add_argument(
         "--proxy",
         metavar="URL",
@@ -181,6 +191,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
         signal.signal(signal.SIGTERM, _interrupt)
+        # So does SIGHUP (the terminal closed): the way out removes a router's port mapping too.
+        signal.signal(signal.SIGHUP, _interrupt)
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
@@ -213,10 +225,13 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
-    address, tor = _tor_options(args)
+    addresses, tor = _tor_options(args)
     return ChatOptions(
         listening=args.command == "listen",
-        address=address,
+        address=addresses[0],
+        also=tuple(addresses[1:]),
+        quiet=bool(getattr(args, "quiet", False)),
+        upnp=bool(getattr(args, "upnp", False)),
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
@@ -228,15 +243,18 @@ def _options(args: argparse.Namespace) -> ChatOptions:
     )
 
 
-def _tor_options(args: argparse.Namespace) -> tuple[str, TorOptions | None]:
-    """The address to listen on or dial, and the onion service to publish (listen --tor)."""
-    if args.command != "listen" or (args.tor is None and not args.tor_ephemeral):
+def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
+    """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
+    if args.command == "dial":
+        return list(args.address), None
+    if args.tor is None and not args.tor_ephemeral:
         if args.address is None:
             raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
-        return args.address, None
+        return [args.address], None
     from .link.tor import plan
 
-    return plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    return [address], tor
 
 
 def _passphrase(asked: bool) -> str | None:
