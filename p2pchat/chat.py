@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import CLIENT, identity, reach
 from .core import binary
@@ -15,10 +16,12 @@ from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import connection, handshake, proxy, sockets
+from .link import connection, handshake, sockets
 from .link.acceptor import Acceptor
-from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
+
+if TYPE_CHECKING:  # Tor and SOCKS are imported only by the chats that use them: listen starts sooner
+    from .link.tor import OnionService, TorOptions
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
@@ -50,7 +53,11 @@ def status(line: str) -> None:
 
 def chat(options: ChatOptions) -> int:
     # The onion service lives as long as the chat: Tor removes it when its control connection closes.
-    onion = OnionService(options.tor, status) if options.tor is not None and options.listening else None
+    onion = None
+    if options.tor is not None and options.listening:
+        from .link.tor import OnionService
+
+        onion = OnionService(options.tor, status)
     try:
         return _chat(options, onion)
     finally:
@@ -61,6 +68,8 @@ def chat(options: ChatOptions) -> int:
 def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     address = sockets.parse_address(options.address, listening=options.listening)
     if not options.listening:
+        from .link import proxy
+
         address = proxy.check_destination(address)  # a .onion in one spelling: known_peers matches it
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
@@ -103,6 +112,8 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     via: list[str] = []  # where a proxied dial went, for people: "X.onion:9090 through Tor"
 
     def dial(addresses: list[sockets.Address]) -> socket.socket:
+        from .link import proxy
+
         if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
             failure: P2PChatError | None = None
             for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
