@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from . import CLIENT, identity
+from . import CLIENT, identity, reach
+from .core import binary
 from .core.messages import Hello
 from .core.noise import public_bytes
-from .core.pake import CodeExchange
 from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError, PassphraseMismatch, RemoteProtocolError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import codes, connection, handshake, proxy, sockets
+from .link import connection, handshake, sockets
 from .link.acceptor import Acceptor
-from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
+
+if TYPE_CHECKING:  # Tor and SOCKS are imported only by the chats that use them: listen starts sooner
+    from .link.tor import OnionService, TorOptions
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
 QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
+FEATURES = (binary.FEATURE,)  # the protocol extensions this version announces in hello
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class ChatOptions:
     tor: TorOptions | None = None  # listen --tor: publish an onion service (listening on 127.0.0.1)
     proxy: str | None = None  # dial --proxy socks5://HOST:PORT
     tor_control: str | None = None  # --tor-control: where Tor's control port is
+    also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
+    quiet: bool = False  # listen: no invitation
+    upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
+    bell: bool = True  # the full-screen interface rings on incoming messages
     code: str | None = None  # --code: the short code (a fresh one when listening)
 
 
@@ -46,7 +55,11 @@ def status(line: str) -> None:
 
 def chat(options: ChatOptions) -> int:
     # The onion service lives as long as the chat: Tor removes it when its control connection closes.
-    onion = OnionService(options.tor, status) if options.tor is not None and options.listening else None
+    onion = None
+    if options.tor is not None and options.listening:
+        from .link.tor import OnionService
+
+        onion = OnionService(options.tor, status)
     try:
         return _chat(options, onion)
     finally:
@@ -57,6 +70,8 @@ def chat(options: ChatOptions) -> int:
 def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     address = sockets.parse_address(options.address, listening=options.listening)
     if not options.listening:
+        from .link import proxy
+
         address = proxy.check_destination(address)  # a .onion in one spelling: known_peers matches it
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
@@ -65,7 +80,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         status(f"created your identity key in {directory}")
     known = identity.KnownPeers(directory)
     psk = derive_psk(options.passphrase) if options.passphrase is not None else None
-    hello = Hello(options.name, CLIENT)
+    hello = Hello(options.name, CLIENT, FEATURES)
     dialed = None if options.listening else identity.address_key(address.host or "", address.port)
     reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
@@ -89,31 +104,64 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
                 f"If you know why it changed, forget the old key with: p2pchat forget {' '.join(a for a, _ in changed)}"
             )
 
-    def published(listener: socket.socket) -> None:
+    def published(listener: socket.socket, reachable: reach.Reach) -> None:
+        onions = []
         if onion is not None:
             onion.publish(listener.getsockname()[1], directory, public_bytes(key))
+            onions = [onion.address] if onion.address else []
+        reachable.listening(listener, onions)  # --upnp mapping, and the invitation
 
-    def dial(address: sockets.Address) -> socket.socket:
-        sock = proxy.dial(address, options.proxy, options.tor_control)
-        if not proxy.needs_proxy(address, options.proxy):
-            # The IP:port actually reached joins the key check; through a proxy it would be the proxy's.
-            reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+    via: list[str] = []  # where a proxied dial went, for people: "X.onion:9090 through Tor"
+
+    def dial(addresses: list[sockets.Address]) -> socket.socket:
+        from .link import proxy
+
+        if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
+            failure: P2PChatError | None = None
+            for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
+                try:
+                    sock = proxy.dial(one, options.proxy, options.tor_control)
+                except P2PChatError as exc:
+                    failure = exc
+                    continue
+                if proxy.needs_proxy(one, options.proxy):
+                    via.append(proxy.describe(one, options.proxy))  # the socket's peer is the proxy
+                else:
+                    reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+                return sock
+            assert failure is not None
+            raise failure
+        sock = sockets.dial_first(addresses)
+        # The IP:port actually reached joins the key check (through a proxy it would be the proxy's).
+        reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
         return sock
 
-    sock, session, peer, early = _connect(
-        options.listening, address, make_session, verify, options.handshake_timeout, published, dial, options.code
-    )
+    others = [proxy.check_destination(sockets.parse_address(text, listening=False)) for text in options.also]
+    mine = identity.fingerprint(public_bytes(key))
+    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
+        sock, session, peer, early = _connect(
+            options.listening,
+            [address, *others],
+            make_session,
+            verify,
+            options.handshake_timeout,
+            lambda listener: published(listener, reachable),
+            dial,
+            options.code,
+        )
     if options.code is not None:
         known.remember(peer.remote_static, peer.hello.name, None).verified = True  # the code vouched for the key
         status(f"the short code matched: {clean_name(peer.hello.name)}'s key is saved as verified")
+    if via:
+        peer = dataclasses.replace(peer, address=via[0])  # not the proxy's address
     link = connection.Link(sock, session)
     try:
-        interactive = sys.stdin.isatty()
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()  # full screen only on a terminal both ways
         intro, trust = _introduce(peer, known, dialed, options.listening, interactive, reached)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, public_bytes(key))
-            return _interactive(link, early, peer, intro, trust, me, known, wait)
+            return _interactive(link, early, peer, intro, trust, me, known, wait, options.bell)
         return _pipe(link, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
     finally:
         link.close(say_bye=True)  # a no-op after a normal end; on any other way out, bye and stop the threads
@@ -121,19 +169,19 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
 
 def _connect(
     listening: bool,
-    address: sockets.Address,
+    addresses: list[sockets.Address],
     make_session: Callable[..., Session],  # (psk from a short code, or nothing)
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
-    on_listening: Callable[[socket.socket], None] = lambda _: None,
-    dial: Callable[[sockets.Address], socket.socket] = sockets.dial,
+    on_listening: Callable[[socket.socket], None],
+    dial: Callable[[list[sockets.Address]], socket.socket],
     code: str | None = None,
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
-        listener = sockets.listen(address)
+        listener = sockets.listen(addresses[0])
         try:
             status(f"listening on {sockets.listening_address(listener)}")
-            on_listening(listener)  # --tor: publish the onion service
+            on_listening(listener)  # --tor: publish the onion service; --upnp; the invitation
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
@@ -141,8 +189,11 @@ def _connect(
                     error = codes.CodeMismatch("the short code did not match")  # the psk is the code's
                 status(f"dropped a caller from {caller}: {error}")
 
-            gate = codes.CodeGate(code, make_session) if code is not None else None
+            gate = None
             if code is not None:
+                from .link import codes
+
+                gate = codes.CodeGate(code, make_session)
                 port = listener.getsockname()[1]
                 status(f"short code {code}: your peer runs p2pchat dial HOST:{port} --code {code} (it works once)")
             acceptor = Acceptor(listener, make_session, rejected, timeout=timeout, gate=gate, admit=verify)
@@ -153,9 +204,12 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = dial(address)  # directly, through --proxy, or through Tor for a .onion
+    sock = dial(addresses)  # directly (happy eyeballs), through --proxy, or through Tor for a .onion
     try:
         if code is not None:
+            from .core.pake import CodeExchange
+            from .link import codes
+
             psk = codes.exchange(sock, CodeExchange(code, dialer=True), time.monotonic() + timeout)
             session = make_session(psk)
         try:
@@ -218,6 +272,7 @@ def _interactive(
     me: tuple[str, bytes],  # our name and public key
     known: identity.KnownPeers,
     wait: float,
+    bell: bool = True,
 ) -> int:
     from .cli import HANDLER
     from .term.ui import COLOURS, ChatUI, Person
@@ -242,7 +297,7 @@ def _interactive(
             "if the safety code is the same on both screens, type /verify confirm",
         ]
 
-    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command})
+    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command}, bell=bell)
     for text, warning in intro:
         ui.system(text, warning)
     HANDLER.hold_records()  # the screen is the interface's now: -v details wait until it closes

@@ -27,8 +27,10 @@ log = logging.getLogger("p2pchat")
 EPILOG = """\
 examples:
   p2pchat listen 9090                 wait for a peer on port 9090, every interface
+  p2pchat listen --upnp 9090          the same, and ask the router to forward port 9090
   p2pchat dial example.org:9090       call a peer
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
+  p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
   p2pchat listen 9090 --code          prints a one-time code, e.g. 417-unclamped-retiree, for:
   p2pchat dial host:9090 --code 417-unclamped-retiree   first contact, verified by the code
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Tor's control port, HOST:PORT or a unix socket path "
         "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
     )
+    chat.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument(
         "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
@@ -108,13 +111,21 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
     )
+    listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
+    listen.add_argument(
+        "--upnp",
+        action="store_true",
+        help="ask the router to forward the port while listening (UPnP-IGD, else NAT-PMP)",
+    )
+    dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
+    dial.add_argument(
+        "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
+    )
     listen.add_argument(
         "--code",
         action="store_true",
         help="print a one-time short code for your peer to dial with: no fingerprint to compare",
     )
-    dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
-    dial.add_argument("address", metavar="HOST:PORT")
     dial.add_argument("--code", metavar="CODE", help="the short code the listener printed (listen --code)")
     dial.add_argument(
         "--proxy",
@@ -189,6 +200,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
         signal.signal(signal.SIGTERM, _interrupt)
+        # So does SIGHUP (the terminal closed): the way out removes a router's port mapping too.
+        signal.signal(signal.SIGHUP, _interrupt)
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
@@ -221,11 +234,16 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
-    address, tor = _tor_options(args)
+    addresses, tor = _tor_options(args)
+    if tor is not None and getattr(args, "upnp", False):
+        raise UsageError("--upnp and --tor do not go together: an onion service needs no open port on the router")
     code = _code(args)
     return ChatOptions(
         listening=args.command == "listen",
-        address=address,
+        address=addresses[0],
+        also=tuple(addresses[1:]),
+        quiet=bool(getattr(args, "quiet", False)),
+        upnp=bool(getattr(args, "upnp", False)),
         name=name,
         peer=args.peer,
         code=code,
@@ -235,18 +253,24 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         tor=tor,
         proxy=getattr(args, "proxy", None),
         tor_control=args.tor_control,
+        bell=not args.no_bell,
     )
 
 
-def _tor_options(args: argparse.Namespace) -> tuple[str, TorOptions | None]:
-    """The address to listen on or dial, and the onion service to publish (listen --tor)."""
-    if args.command != "listen" or (args.tor is None and not args.tor_ephemeral):
+def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
+    """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
+    if args.command == "dial":
+        from .link.proxy import with_default_port
+
+        return [with_default_port(text) for text in args.address], None  # X.onion alone: port 9090
+    if args.tor is None and not args.tor_ephemeral:
         if args.address is None:
             raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
-        return args.address, None
+        return [args.address], None
     from .link.tor import plan
 
-    return plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    return [address], tor
 
 
 def _code(args: argparse.Namespace) -> str | None:
