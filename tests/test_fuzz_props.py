@@ -23,7 +23,7 @@ from p2pchat.errors import ConnectionLost, RemoteProtocolError
 
 from .helpers import SessionPair, key
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any code point, surrogates included: JSON can carry them as \\uXXXX escapes.
 _any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=12)
