@@ -195,7 +195,10 @@ def _connect(
 
                 gate = codes.CodeGate(code, make_session)
                 port = listener.getsockname()[1]
-                status(f"short code {code}: your peer runs p2pchat dial HOST:{port} --code {code} (it works once)")
+                status(
+                    f"short code {code}: your peer adds --code {code} to the dial command "
+                    f"(p2pchat dial HOST:{port} --code {code}); it works once"
+                )
             acceptor = Acceptor(listener, make_session, rejected, timeout=timeout, gate=gate, admit=verify)
             try:
                 return acceptor.next()
