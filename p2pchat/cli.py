@@ -89,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
     )
     chat.add_argument(
+        "--keepalive",
+        type=_keepalive,
+        default=15,
+        metavar="SECONDS",
+        help="send a keepalive after this long with nothing to say; a peer silent for 3 times its own "
+        "interval is lost (default: 15)",
+    )
+    chat.add_argument(
+        "--resume-for",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="after a lost link, how long to wait for it to come back before giving up; 0: never resume (default: 600)",
+    )
+    chat.add_argument(
         "--tor-control",
         metavar="ADDRESS",
         help="Tor's control port, HOST:PORT or a unix socket path "
@@ -110,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     listen.add_argument(
         "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
+    )
+    listen.add_argument(
+        "--keep", action="store_true", help="after a chat ends, wait for the next caller (like ncat -lk)"
     )
     listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
     listen.add_argument(
@@ -133,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
         help="dial through a SOCKS5 proxy, socks5://HOST:PORT; names are resolved by the proxy "
         "(.onion addresses go through Tor's SOCKS port without it)",
     )
+    dial.add_argument(
+        "--retry",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="if the peer is not listening yet (refused, unreachable), keep trying this long",
+    )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
     commands.add_parser("peers", parents=[common], help="list the peers you know")
     forget = commands.add_parser("forget", parents=[common], help="forget a remembered address, or a peer")
@@ -145,6 +170,22 @@ def _parser() -> argparse.ArgumentParser:
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"bad port {text!r}: expected a number from 1 to 65535")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+def _keepalive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise argparse.ArgumentTypeError(f"keepalive must be a whole number of seconds from 1 to 3600: {text!r}")
     return int(text)
 
 
@@ -254,6 +295,10 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         proxy=getattr(args, "proxy", None),
         tor_control=args.tor_control,
         bell=not args.no_bell,
+        keepalive=args.keepalive,
+        resume_for=args.resume_for,
+        keep=getattr(args, "keep", False),
+        retry=getattr(args, "retry", 0.0),
     )
 
 

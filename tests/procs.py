@@ -119,3 +119,12 @@ def listener(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple
 
 def dialer(home: Path, port: int, *args: str, env: dict[str, str] | None = None) -> Proc:
     return Proc(["dial", f"127.0.0.1:{port}", "--name", "dia", *args], home, env)
+
+
+def finish_all(*procs: Proc, timeout: float = TIMEOUT) -> list[int]:
+    """Close every stdin first, then wait for each: with half-close a side whose input ended
+    waits for the peer's input to end too, so finishing one side alone would wait forever."""
+    for proc in procs:
+        if proc.popen.stdin and not proc.popen.stdin.closed:
+            proc.close_stdin()
+    return [proc.finish(timeout) for proc in procs]

@@ -22,6 +22,7 @@ def _chat_once(homes: tuple[Path, Path], *dial_args: str) -> tuple[Proc, Proc]:
     lis, port = listener(homes[0])
     with lis, dialer(homes[1], port, *dial_args) as dia:
         dia.write("hi\n")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     return lis, dia
@@ -73,6 +74,7 @@ def test_changed_key_at_a_dialed_address_aborts_before_any_message(homes: tuple[
             assert forget.finish() == 0
         with dialer(homes[1], port) as dia:
             dia.write("hello again\n")
+            lis.close_stdin()  # half-close: a chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     assert lis.out == ["dia: hello again\n"]
@@ -103,6 +105,7 @@ def test_pinned_key_on_the_listener_that_does_not_match(homes: tuple[Path, Path]
         assert lis.popen.poll() is None
         with dialer(homes[1], port) as dia:
             dia.write("the right one\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     assert lis.out == ["dia: the right one\n"]
@@ -113,6 +116,7 @@ def test_passphrase_match(homes: tuple[Path, Path]) -> None:
     lis, port = listener(homes[0], env=env)
     with lis, dialer(homes[1], port, env=env) as dia:
         dia.write("with a passphrase\n")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0
         assert lis.finish() == 0
     assert lis.out == ["dia: with a passphrase\n"]

@@ -16,6 +16,7 @@ def test_both_directions_unicode_and_empty_lines(homes: tuple[Path, Path]) -> No
         dia.write("from dialer\n\n日本語\n")
         dia.wait_out(r"^lis: last$")  # everything from the listener arrived
         lis.wait_out(r"^dia: 日本語$")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0  # EOF: waits for acks, says bye
         assert lis.finish() == 0  # the peer said bye
     assert dia.out == ["lis: from listener\n", "lis: ünïcødé ✓ 🙂\n", "lis: \n", "lis: last\n"]
@@ -28,6 +29,7 @@ def test_ten_thousand_messages_in_order(homes: tuple[Path, Path]) -> None:
     lis, port = listener(homes[0])
     with lis, dialer(homes[1], port) as dia:
         dia.write("".join(f"{n}\n" for n in range(1, count + 1)))
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert lis.out == [f"dia: {n}\n" for n in range(1, count + 1)]
@@ -39,6 +41,7 @@ def test_long_line_is_split_never_truncated(homes: tuple[Path, Path]) -> None:
     lis, port = listener(homes[0])
     with lis, dialer(homes[1], port) as dia:
         dia.write(line + "\n")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0
         assert lis.finish() == 0
     assert len(lis.out) >= 3
@@ -46,7 +49,7 @@ def test_long_line_is_split_never_truncated(homes: tuple[Path, Path]) -> None:
 
 
 def test_connection_lost_lists_undelivered_and_exits_1(homes: tuple[Path, Path]) -> None:
-    lis, port = listener(homes[0], "-v")
+    lis, port = listener(homes[0], "-v", "--resume-for", "0")
     with lis, dialer(homes[1], port) as dia:
         lis.wait_err(r"dia joined")
         dia.signal(signal.SIGSTOP)  # the dialer can no longer acknowledge anything
@@ -132,6 +135,7 @@ def test_pipe_mode_never_imports_prompt_toolkit(homes: tuple[Path, Path], tmp_pa
     lis, port = listener(homes[0], env=env)
     with lis, dialer(homes[1], port, env=env) as dia:
         dia.write("no terminal here\n")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert lis.out == ["dia: no terminal here\n"]
@@ -153,6 +157,7 @@ def test_default_listener_takes_ipv6_and_hostnames(homes: tuple[Path, Path]) -> 
         assert "listening on *:" in lis.stderr_text
         with lis, Proc(["dial", f"{target}:{port}", "--name", "dia"], homes[1]) as dia:
             dia.write(f"via {target}\n")
+            lis.close_stdin()  # half-close: a chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
             assert lis.finish() == 0
         assert lis.out == [f"dia: via {target}\n"]

@@ -60,9 +60,9 @@ def _truncate(direction: str, index: int, frame: bytes) -> bytes | None:
 
 @pytest.mark.parametrize("meddle", [_flip, _drop, _duplicate, _reorder], ids=lambda m: m.__name__[1:])
 def test_meddling_man_in_the_middle_is_caught(homes: tuple[Path, Path], meddle: Meddler) -> None:
-    lis, port = listener(homes[0])
+    lis, port = listener(homes[0], "--resume-for", "0")
     relay = Relay(port, meddle)
-    with lis, dialer(homes[1], relay.port) as dia:
+    with lis, dialer(homes[1], relay.port, "--resume-for", "0") as dia:
         dia.write("first secret\nsecond secret\nthird secret\n")
         lis.wait_err(r"may have been tampered with")  # before finish() closes the listener's stdin
         assert lis.finish() == 3
@@ -75,9 +75,12 @@ def test_meddling_man_in_the_middle_is_caught(homes: tuple[Path, Path], meddle: 
 
 
 def test_truncated_frame_is_caught(homes: tuple[Path, Path]) -> None:
-    lis, port = listener(homes[0])
+    lis, port = listener(homes[0], "--resume-for", "0")
     relay = Relay(port, _truncate)
-    with lis, dialer(homes[1], relay.port, "--wait", "0.2") as dia:  # gives up on the ack, hangs up
+    with (
+        lis,
+        dialer(homes[1], relay.port, "--wait", "0.2", "--resume-for", "0") as dia,
+    ):  # gives up on the ack, hangs up
         dia.write("only line\n")
         dia.close_stdin()
         lis.wait_err(r"may have been tampered with")
@@ -92,9 +95,9 @@ def test_cut_without_bye_is_connection_lost(homes: tuple[Path, Path]) -> None:
     def cut(direction: str, index: int, frame: bytes) -> bytes | None:
         return None if direction == "to_listener" and index == FIRST_TEXT + 1 else frame
 
-    lis, port = listener(homes[0])
+    lis, port = listener(homes[0], "--resume-for", "0")  # the old way: a lost link ends the chat
     relay = Relay(port, cut)
-    with lis, dialer(homes[1], relay.port) as dia:
+    with lis, dialer(homes[1], relay.port, "--resume-for", "0") as dia:
         dia.write("arrives\nis cut\n")
         lis.wait_err(r"connection lost")
         assert lis.finish() == 1
@@ -137,22 +140,26 @@ def test_silent_caller_times_out_and_listener_keeps_waiting(homes: tuple[Path, P
         assert silent.recv(100) == b""  # the listener hung up on it
         with dialer(homes[1], port) as dia:
             dia.write("after the silent one\n")
+            lis.close_stdin()  # half-close: a chat ends once both inputs have ended
             assert dia.finish() == 0
         assert lis.finish() == 0
     assert lis.out == ["dia: after the silent one\n"]
 
 
-def test_second_caller_is_refused_without_disturbing_the_chat(homes: tuple[Path, Path]) -> None:
+def test_second_caller_is_refused_without_disturbing_the_chat(homes: tuple[Path, Path], tmp_path: Path) -> None:
     lis, port = listener(homes[0])
     with lis, dialer(homes[1], port) as dia:
         lis.wait_err(r"dia joined")
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+        with dialer(tmp_path / "intruder", port) as intruder:  # another key, during the chat
+            assert intruder.finish() == 3
+        lis.wait_err(r"dropped a caller from .*: a chat with another peer is in progress$")
         dia.write("still here\n")
         lis.wait_out(r"^dia: still here$")
         lis.write("me too\n")
         dia.wait_out(r"^lis: me too$")
+        lis.close_stdin()
         assert dia.finish() == 0 and lis.finish() == 0
+    assert "refused our key" in intruder.stderr_text
 
 
 def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ def test_hostile_text_is_escaped_in_pipe_mode(homes: tuple[Path, Path]) -> None:
     lis, port = listener(homes[0])
     with lis, dialer(homes[1], port, "--name", "evil\x1b[31m") as dia:
         dia.write("\x1b]0;title\x07\u202egnp.exe\n")
+        lis.close_stdin()  # half-close: a chat ends once both inputs have ended
         assert dia.finish() == 0
         assert lis.finish() == 0
     assert lis.out == ["evil\\x1b[31m: \\x1b]0;title\\x07\\u202egnp.exe\n"]
@@ -51,6 +52,7 @@ def test_listener_survives_bad_callers(homes: tuple[Path, Path]) -> None:
             lis.wait_err(r"dropped a caller from 127\.0\.0\.1:\d+: ")
         with dialer(homes[1], port) as dia:  # and a real peer still gets through
             dia.write("made it\n")
+            lis.close_stdin()  # half-close: a chat ends once both inputs have ended
             assert dia.finish() == 0
         assert lis.finish() == 0
     assert lis.out == ["dia: made it\n"]

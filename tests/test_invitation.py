@@ -151,6 +151,7 @@ def test_the_printed_command_run_as_is_connects_and_pins_the_key(homes: tuple[Pa
         assert "--peer" in command
         with Proc([*command, "--name", "dia"], homes[1]) as dia:
             dia.write("hello from the invitation\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
             assert lis.finish() == 0
         assert lis.out == ["dia: hello from the invitation\n"]

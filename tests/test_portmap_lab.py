@@ -189,6 +189,7 @@ def test_upnp_maps_the_wan_side_chats_through_it_and_the_mapping_goes_at_exit(tm
         dia.wait_out(r"^lis: and back$")
         dia.write("got it\n")  # sent after the ack of "and back": once it is here, so is that ack
         lis.wait_out(r"^wan: got it$")
+        lis.close_stdin()  # half-close: the chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
         assert f"dport {port}" not in lab.redirects()  # removed, and the chat went on over the open connection

@@ -52,6 +52,7 @@ def test_a_chat_through_microsocks(microsocks: Microsocks, homes: tuple[Path, Pa
         lis.wait_out(r"^dia: through the proxy$")
         lis.write("and back\n")
         dia.wait_out(r"^lis: and back$")
+        lis.close_stdin()  # half-close: the chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert f"connected to lis at localhost:{port} through {microsocks.url}\n" in dia.stderr_text
@@ -117,6 +118,7 @@ def test_an_onion_through_tor_and_its_key_remembered(homes: tuple[Path, Path], t
         with lis, Proc(["dial", f"{name}:9090", "--name", "dia"], homes[1], env) as dia:
             dia.write("hello onion\n")
             lis.wait_out(r"^dia: hello onion$")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
             assert lis.finish() == 0
         assert f"connected to lis at {name}:9090 through Tor\n" in dia.stderr_text

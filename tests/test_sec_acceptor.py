@@ -46,6 +46,7 @@ def test_silent_callers_do_not_keep_the_real_peer_out(homes: tuple[Path, Path]) 
         # The real peer gets through while they hang (before: one at a time, 10 s each; it gave up after 5).
         with dialer(homes[1], port, "--handshake-timeout", "5") as dia:
             dia.write("through the crowd\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     for sock in silent:
@@ -73,6 +74,7 @@ def test_passphrase_guesses_are_throttled_per_source(homes: tuple[Path, Path]) -
         # Another address, the real peer, is not locked out.
         with dialer(homes[1], port, env=PASS) as dia:
             dia.write("the right passphrase\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     assert lis.out == ["dia: the right passphrase\n"]

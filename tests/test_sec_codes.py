@@ -84,6 +84,7 @@ def test_code_end_to_end_saves_both_keys_verified(homes: tuple[Path, Path]) -> N
         lis.wait_err(r"dropped a caller from .*sent no short code")
         with dialer(homes[1], port, "--code", code.replace("-", " ").upper()) as dia:
             dia.write("hello by code\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert lis.out == ["dia: hello by code\n"]

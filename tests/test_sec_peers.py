@@ -45,6 +45,7 @@ def test_surrogate_name_from_a_caller_is_dropped_and_the_listener_goes_on(homes:
         lis.wait_err(r"dropped a caller from 127\.0\.0\.1:\d+: .*not valid Unicode")
         with dialer(homes[1], port) as dia:
             dia.write("still here\n")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     assert lis.out == ["dia: still here\n"]
@@ -115,6 +116,7 @@ def test_name_with_an_invisible_character_still_warns(homes: tuple[Path, Path]) 
     lis, port = listener(homes[0], "--name", "l\u200dis\u200b")
     with lis, dialer(homes[1], port) as dia:
         dia.write("hi\n")
+        lis.close_stdin()  # half-close: the chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     assert "WARNING: the name l\\u200dis\\u200b was used before by a different key" in dia.stderr_text

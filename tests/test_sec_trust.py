@@ -93,6 +93,7 @@ def test_first_contact_remembers_the_name_and_the_address_it_reached(homes: tupl
     lis, port = listener(homes[0])
     with lis, Proc(["dial", f"LocalHost:{port}", "--name", "dia"], homes[1]) as dia:
         dia.write("hi\n")
+        lis.close_stdin()  # half-close: the chat ends once both inputs have ended
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0
     (entry,) = json.loads((homes[1] / "known_peers").read_text())["peers"]

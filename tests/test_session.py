@@ -290,17 +290,17 @@ def test_wire_bytes_of_a_short_session_are_pinned() -> None:
 
 def test_features_are_the_ones_both_sides_announce() -> None:
     pair = SessionPair()
-    pair.alice._hello = Hello("alice", "test", ("resume", "keepalive", "future-thing"))
-    pair.bob._hello = Hello("bob", "test", ("keepalive", "resume", "binary"))
+    pair.alice._hello = Hello("alice", "test", ("alpha", "beta", "future-thing"))
+    pair.bob._hello = Hello("bob", "test", ("beta", "alpha", "gamma"))
     assert pair.alice.features == frozenset()  # nothing is negotiated before the peer's hello
     pair.handshake()
-    assert pair.alice.features == pair.bob.features == {"resume", "keepalive"}
+    assert pair.alice.features == pair.bob.features == {"alpha", "beta"}
 
 
 def test_a_hello_without_features_negotiates_none_and_keeps_the_old_bytes() -> None:
     assert messages.encode(Hello("a", "b")) == messages.pad(b'{"type":"hello","name":"a","client":"b"}')
     pair = SessionPair()
-    pair.bob._hello = Hello("bob", "test", ("resume",))
+    pair.bob._hello = Hello("bob", "test", ("alpha",))
     pair.handshake()
     assert pair.bob.features == frozenset()
 

@@ -274,6 +274,7 @@ def test_listen_tor_chats_on_loopback_and_removes_the_service_at_exit(tor: Tor, 
         with Proc(["dial", f"127.0.0.1:{port}", "--name", "dia"], homes[1]) as dia:
             dia.write("through the onion's door\n")
             lis.wait_out(r"^dia: through the onion's door$")
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0
         assert lis.finish() == 0
     reply = send(add_again)

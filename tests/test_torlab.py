@@ -74,6 +74,7 @@ def test_a_chat_through_an_onion_service(lab: dict[str, str], homes: tuple[Path,
                 lis.write(f"pong {n}\n")
                 dia.wait_out(rf"^lis: pong {n}$")
                 rtts.append(time.monotonic() - sent)
+            lis.close_stdin()  # half-close: the chat ends once both inputs have ended
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     print(

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -33,10 +34,13 @@ from ..core.noise import public_bytes
 from ..core.session import Event, HandshakeComplete, Session
 from ..errors import P2PChatError
 from ..events import ChatEvent, LinkFailed, PeerLeft, Received
-from ..link import connection, handshake
+from ..link import handshake
+from ..link.connection import Connection
+from ..link.conversation import Conversation
 from . import tls
 
 LOOPBACK = "127.0.0.1"
+KEEPALIVE = 15  # seconds: the program's default (--keepalive)
 ECHO_LIMIT = 1024  # p2pchat texts shorter than this are echoed, longer ones counted
 READY_TIMEOUT = 60.0  # seconds a helper server gets to start listening (a loaded machine, cold imports)
 STOP_TIMEOUT = 30.0  # seconds a helper server gets to finish once its stdin closes
@@ -55,12 +59,41 @@ def features() -> tuple[str, ...]:
 
 
 def make_session(initiator: bool, key: X25519PrivateKey) -> Session:
-    return Session(initiator=initiator, static_key=key, hello=Hello("bench", CLIENT, features()))
+    from ..core.conversation import new_conversation_id
+
+    hello = Hello("bench", CLIENT, features(), keepalive=KEEPALIVE, conversation=new_conversation_id())
+    return Session(initiator=initiator, static_key=key, hello=hello)
 
 
-def open_link(sock: socket.socket, session: Session) -> connection.Link:
-    """The chat layer the real program runs over a connected socket (threads, acks, back-pressure), not started."""
-    return connection.Link(sock, session)
+class BenchLink:
+    """The chat layer the real program runs over a connected socket: a conversation (acks,
+    back-pressure, resume bookkeeping) over one connection's sender and receiver threads."""
+
+    def __init__(self, sock: socket.socket, session: Session) -> None:
+        self.conversation = Conversation(resume_for=0)
+        self._connection = Connection(sock, session, KEEPALIVE)
+
+    def start(self, on_event: Callable[[ChatEvent], None], early: Sequence[Event]) -> None:
+        self.conversation.adopt(self._connection, early)
+        self.conversation.start(on_event)
+
+    def send_text(self, text: str) -> list[int]:
+        return self.conversation.send_text(text)
+
+    def wait_for_room(self) -> None:
+        self.conversation.wait_for_room()
+
+    @property
+    def ended(self) -> bool:
+        return self.conversation.is_ended
+
+    def close(self, say_bye: bool = True) -> None:
+        self.conversation.close(say_bye)
+
+
+def open_link(sock: socket.socket, session: Session) -> BenchLink:
+    """The chat layer the real program runs over a connected socket, not started."""
+    return BenchLink(sock, session)
 
 
 # -- the server side (runs in the child process) --------------------------------------------------

@@ -22,6 +22,13 @@ MAX_ID = 2**53 - 1  # ids stay exact in every JSON implementation
 MAX_NAME_BYTES = 1024  # a hello name longer than this is refused, not just cut for display
 MAX_FEATURES = 32  # a hello announcing more features than this is refused
 _FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # ASCII: feature names are compared, never shown
+MAX_KEEPALIVE = 3600  # seconds: a longer interval would leave a dead link unnoticed for hours
+_CONVERSATION_ID = re.compile(r"[0-9a-f]{32}")  # 16 random bytes as lowercase hex
+
+# Extension names (SECURITY.md, "Extensions"): each is used only when both hellos name it.
+KEEPALIVE = "keepalive"
+RESUME = "resume"
+DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,13 @@ class Hello:
     name: str
     client: str
     features: tuple[str, ...] = ()
+    # Extension `keepalive`: how often (seconds) this side sends something when it has nothing to say.
+    keepalive: int | None = None
+    # Extension `resume`: this side's conversation id, the peer conversation it knows (or ""), and the
+    # highest text id it received in order from that peer conversation.
+    conversation: str | None = None
+    peer_conversation: str = ""
+    received: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,17 @@ class Bye:
     """``{"type":"bye"}``: a clean end; the sender closes the connection next."""
 
 
-Message = Hello | Text | Ack | Rekey | Bye
+@dataclass(frozen=True)
+class Keepalive:
+    """``{"type":"keepalive"}`` (extension `keepalive`): nothing to say, but still here."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """``{"type":"done"}`` (extension `done`): my input ended; I keep receiving and acknowledging."""
+
+
+Message = Hello | Text | Ack | Rekey | Bye | Keepalive | Done
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -74,6 +98,12 @@ def to_json(message: Message) -> dict[str, Any]:
         hello: dict[str, Any] = {"type": "hello", "name": message.name, "client": message.client}
         if message.features:
             hello["features"] = list(message.features)
+        if message.keepalive is not None:
+            hello["keepalive"] = message.keepalive
+        if message.conversation is not None:
+            hello["conversation"] = message.conversation
+            hello["peer_conversation"] = message.peer_conversation
+            hello["received"] = message.received
         return hello
     if isinstance(message, Text):
         obj: dict[str, Any] = {"type": "text", "id": message.id, "text": message.text}
@@ -86,6 +116,10 @@ def to_json(message: Message) -> dict[str, Any]:
         return {"type": "rekey"}
     if isinstance(message, Bye):
         return {"type": "bye"}
+    if isinstance(message, Keepalive):
+        return {"type": "keepalive"}
+    if isinstance(message, Done):
+        return {"type": "done"}
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -183,7 +217,7 @@ def decode(plaintext: bytes | memoryview, features: frozenset[str] = frozenset()
         name = _optional(obj, "name", str, "")
         if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             raise MessageError("the peer sent a name that is far too long")
-        return Hello(name=name, client=_optional(obj, "client", str, ""), features=_features(obj))
+        return _hello(obj, name)
     if kind == "text":
         return Text(id=_id(obj), text=_required(obj, "text", str), action=_optional(obj, "action", bool, False))
     if kind == "ack":
@@ -192,6 +226,10 @@ def decode(plaintext: bytes | memoryview, features: frozenset[str] = frozenset()
         return Rekey()
     if kind == "bye":
         return Bye()
+    if kind == "keepalive":
+        return Keepalive()
+    if kind == "done":
+        return Done()
     return None  # an unknown type: ignored for forward compatibility
 
 
@@ -245,6 +283,35 @@ def _features(obj: dict[str, Any]) -> tuple[str, ...]:
         if not isinstance(name, str) or not _FEATURE_NAME.fullmatch(name):
             raise MessageError("the peer announced a feature with a malformed name")
     return tuple(dict.fromkeys(names))  # duplicates once, order kept
+
+
+def _hello(obj: dict[str, Any], name: str) -> Hello:
+    features = _features(obj)
+    keepalive = None
+    if KEEPALIVE in features:  # an extension's fields are required exactly when it is announced
+        keepalive = _required(obj, "keepalive", int)
+        if not 1 <= keepalive <= MAX_KEEPALIVE:
+            raise MessageError("the peer sent a hello whose keepalive is out of range")
+    conversation, peer_conversation, received = None, "", 0
+    if RESUME in features:
+        conversation = _required(obj, "conversation", str)
+        peer_conversation = _required(obj, "peer_conversation", str)
+        received = _required(obj, "received", int)
+        if not _CONVERSATION_ID.fullmatch(conversation) or not (
+            peer_conversation == "" or _CONVERSATION_ID.fullmatch(peer_conversation)
+        ):
+            raise MessageError("the peer sent a hello with a malformed conversation id")
+        if not 0 <= received <= MAX_ID:
+            raise MessageError("the peer sent a hello whose received count is out of range")
+    return Hello(
+        name=name,
+        client=_optional(obj, "client", str, ""),
+        features=features,
+        keepalive=keepalive,
+        conversation=conversation,
+        peer_conversation=peer_conversation,
+        received=received,
+    )
 
 
 def _id(obj: dict[str, Any]) -> int:

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from . import binary, messages
 from .framing import FrameDecoder, encode_frame
-from .messages import Ack, Bye, Hello, Message, Rekey, Text
+from .messages import Ack, Bye, Done, Hello, Keepalive, Message, Rekey, Text
 from .noise import CipherState, HandshakeState
 
 PROLOGUE = b"p2pchat/1"  # binds the handshake to this protocol and version
@@ -61,7 +61,7 @@ class HandshakeComplete:
     handshake_hash: bytes  # Noise h: the same on both sides, the source of the safety code
 
 
-Event = HandshakeComplete | Hello | Text | Ack | Bye
+Event = HandshakeComplete | Hello | Text | Ack | Bye | Keepalive | Done
 
 
 class Session:
@@ -72,7 +72,7 @@ class Session:
         *,
         initiator: bool,
         static_key: X25519PrivateKey,
-        hello: Hello,
+        hello: Hello | Callable[[], Hello],
         psk: bytes | None = None,
         ephemeral: X25519PrivateKey | None = None,
         generate: Callable[[], X25519PrivateKey] = X25519PrivateKey.generate,
@@ -91,7 +91,10 @@ class Session:
         self.initiator = initiator
         self._with_psk = psk is not None
         self._handshake_read = 0  # handshake messages read so far
-        self._hello = hello
+        # A callable is asked for the hello when it is sent, at the end of the handshake: a chat that
+        # resumes puts in it what it has received so far, which may change while a caller connects.
+        self._make_hello = hello
+        self._hello: Hello | None = hello if isinstance(hello, Hello) else None
         self._rekey_interval = rekey_interval
         self._decoder = FrameDecoder()
         self._outgoing = bytearray()  # handshake-time output only
@@ -223,6 +226,7 @@ class Session:
                     raise MessageError("the peer said hello twice")
                 self._hello_received = True
                 self.peer_hello = message
+                assert self._hello is not None  # ours went out when the handshake completed, before this
                 self._features = frozenset(self._hello.features) & frozenset(message.features)
                 self._binary = binary.FEATURE in self._features
                 events.append(message)
@@ -282,4 +286,12 @@ class Session:
         self._send_cipher, self._recv_cipher = (first, second) if self.initiator else (second, first)
         self._handshake = None
         events.append(HandshakeComplete(handshake.rs, handshake.handshake_hash()))
+        if self._hello is None:
+            assert callable(self._make_hello)
+            self._hello = self._make_hello()
         self._outgoing += self.send(self._hello)
+
+    @property
+    def hello(self) -> Hello | None:
+        """The hello this side sent (None before the end of the handshake, when it is made late)."""
+        return self._hello

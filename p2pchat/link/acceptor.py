@@ -51,6 +51,10 @@ class Closed(Exception):
     """The acceptor was closed while next() waited."""
 
 
+class Interrupted(Exception):
+    """next() was called off by interrupt(); the acceptor goes on serving callers."""
+
+
 class Accepted(NamedTuple):
     """A caller that completed the handshake and was admitted; the socket is blocking again."""
 
@@ -131,7 +135,7 @@ class Acceptor:
         self._in_flight: dict[socket.socket, str] = {}  # socket -> source, while its handshake runs
         self._workers: set[threading.Thread] = set()
         self._reported: dict[str, float] = {}  # source -> when we last said we refuse it
-        self._results: queue.Queue[Accepted | P2PChatError | Closed] = queue.Queue(maxsize=1)
+        self._results: queue.Queue[Accepted | P2PChatError | Closed | Interrupted] = queue.Queue(maxsize=1)
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()  # close() wakes the accept thread through this
         self._thread = threading.Thread(target=self._accept_loop, name="p2pchat-acceptor", daemon=True)
@@ -158,11 +162,35 @@ class Acceptor:
                 result = self._results.get(timeout=left)
             except queue.Empty:
                 raise TimeoutError(f"no caller within {timeout:g} s") from None
+            if isinstance(result, Interrupted):
+                raise result
             if isinstance(result, (P2PChatError, Closed)):
                 self._fail(result)  # it stays the answer for every later call
                 raise result
             if self._still_admitted(result):
                 return result
+
+    def interrupt(self) -> None:
+        """Make a next() waiting in another thread raise Interrupted (a chat that ended stops taking
+        its peer back); a caller already held is returned to that next() instead."""
+        with contextlib.suppress(queue.Full):
+            self._results.put_nowait(Interrupted())
+
+    def clear_interrupt(self) -> None:
+        """Forget an interrupt() that no next() took, so the next call waits for a caller."""
+        with self._lock:
+            try:
+                held = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(held, Interrupted):
+                return
+            try:
+                self._results.put_nowait(held)
+            except queue.Full:  # a caller arrived in between: it wins, the one we held is let go
+                if isinstance(held, Accepted):
+                    say_bye_quietly(held.sock, held.session)
+                    held.sock.close()
 
     def close(self) -> None:
         """Stop accepting, end every handshake in progress, and wait (boundedly) for the threads."""
@@ -323,9 +351,9 @@ class Acceptor:
         with self._lock:
             with contextlib.suppress(queue.Empty):
                 held = self._results.get_nowait()
-                if not isinstance(held, Accepted):
+                if isinstance(held, (P2PChatError, Closed)):
                     error = held  # the first ending stays the answer
-                else:
+                elif isinstance(held, Accepted):
                     say_bye_quietly(held.sock, held.session)
                     held.sock.close()
             with contextlib.suppress(queue.Full):

@@ -1,14 +1,19 @@
-"""One connected chat: the sender and receiver threads over one socket.
+"""One connection under a chat: the sender and receiver threads over one socket.
 
-The protocol itself lives in :mod:`p2pchat.core.session`; this module only moves
-its bytes. A :class:`Link` owns one connected socket and two threads:
+The protocol lives in :mod:`p2pchat.core.session`; this module only moves its
+bytes, and knows when the connection is dead. A :class:`Connection` owns one
+connected socket and two threads:
 
-* the receiver reads frames, turns them into events for the interface, and
-  queues an ack for every text;
+* the receiver reads frames and hands each message to its owner (the
+  conversation, which outlives connections);
 * the sender drains the outgoing queue, so typing never waits on the network.
 
-Every way out (bye, /quit, a lost link, tampering) ends both threads and closes
-the socket; :meth:`Link.close` joins them, so none dies in the middle of a write.
+Every wait has a deadline. With extension ``keepalive`` in use, the sender sends
+a keepalive after KEEPALIVE seconds of sending nothing (its queue wait times out
+then: no polling), and the receiver declares the link lost after 3 x the peer's
+interval with nothing received. A peer that takes none of our bytes for
+SEND_STALL_TIMEOUT is gone; :meth:`Connection.close` joins both threads within
+CLOSE_TIMEOUT, cutting the socket if the peer holds a write up.
 """
 
 from __future__ import annotations
@@ -16,105 +21,144 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import select
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..core.messages import Ack, Bye, Hello, Message, Text, pieces
+from ..core.messages import DONE, KEEPALIVE, RESUME, Ack, Bye, Done, Hello, Keepalive, Text
 from ..core.session import Event, Session
-from ..errors import ConnectionLost, LocalProtocolError, P2PChatError
-from ..events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
+from ..errors import ConnectionLost, P2PChatError
 from .handshake import CLOSE_LINGER, RECV_SIZE, say_bye_quietly
 
 log = logging.getLogger("p2pchat")
 
-SEND_BATCH = 256 * 1024  # coalesce queued frames up to this many bytes into one sendall()
-MAX_IN_FLIGHT = 1000  # unacknowledged texts before a pipe stops reading stdin: bounds memory
+SEND_BATCH = 256 * 1024  # coalesce queued frames up to this many bytes into one send
+SILENCE_INTERVALS = 3  # a peer silent for this many of its keepalive intervals is gone
+SEND_STALL_TIMEOUT = 60.0  # seconds a peer may take none of our bytes before the link counts as lost
+MAX_PENDING_ACKS = 4096  # acks not yet sent (a p2pchat/1 peer gets one per text); the receiver waits beyond
+CLOSE_TIMEOUT = 2.0  # seconds close() gives each thread to finish before it cuts the socket
 
-
+Outgoing = Text | Done | Bye
 _STOP = object()  # tells the sender thread to finish
+_ACKS = object()  # tells the sender thread that acks are due
 
 
-class Link:
-    """One connected chat: a sender thread, a receiver thread, and delivery tracking.
+class Connection:
+    """A socket and a finished handshake, with a sender and a receiver thread.
 
-    Made as soon as the handshake is done, so that :meth:`close` can say bye on
-    every way out, even before the interface is up and :meth:`start` is called.
+    *keepalive* is our interval (seconds), announced in our hello; it is used only
+    when the peer announced the extension too. *on_message* gets the peer's texts,
+    acks, done and bye, in the receiver thread; *on_lost* gets at most one error
+    when the connection fails (never for a connection :meth:`close` is ending).
     """
 
-    def __init__(self, sock: socket.socket, session: Session) -> None:
-        sock.settimeout(None)
+    def __init__(
+        self,
+        sock: socket.socket,
+        session: Session,
+        keepalive: float,
+        send_timeout: float = SEND_STALL_TIMEOUT,
+    ) -> None:
+        sock.settimeout(None)  # blocking; every wait below has its own deadline
         self._sock = sock
         self._session = session
-        self._on_event: Callable[[ChatEvent], None] = lambda event: None
-        self._outgoing: queue.SimpleQueue[Message | object] = queue.SimpleQueue()
+        features = session.features
+        peer = session.peer_hello
+        self.keepalive = keepalive if KEEPALIVE in features else None
+        self.silence_limit = (
+            SILENCE_INTERVALS * peer.keepalive
+            if self.keepalive is not None and peer is not None and peer.keepalive is not None
+            else None
+        )
+        self.resumable = RESUME in features
+        self.half_close = DONE in features
+        self._send_timeout = send_timeout
+        _tune(sock, keepalive, self.silence_limit or send_timeout)
+        self._on_message: Callable[[Event], None] = lambda event: None
+        self._on_lost: Callable[[P2PChatError], None] = lambda error: None
+        self._outgoing: queue.SimpleQueue[Outgoing | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._pending: dict[int, str] = {}  # our texts the peer has not acknowledged, by id
-        self._next_id = 1
+        self._ack_room = threading.Condition(self._lock)
+        self._acks: deque[int] = deque()  # acks due, in order (cumulative with resume: only the last counts)
+        self._acks_signalled = False
         self._closing = False
         self._bye_queued = False
-        self._ended = False  # the receiver thread saw the end of the link
+        self._ended = False  # the receiver saw the end of the link
         self._failed = False
-        self._sender = threading.Thread(target=self._send_loop, name="p2pchat-sender")
-        self._receiver = threading.Thread(target=self._receive_loop, name="p2pchat-receiver")
+        self._last_send = time.monotonic()
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._sender = threading.Thread(target=self._send_loop, name="p2pchat-sender", daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop, name="p2pchat-receiver", daemon=True)
 
-    def start(self, on_event: Callable[[ChatEvent], None], already_received: Sequence[Event] = ()) -> None:
-        """Start both threads; *already_received* came in with the handshake.
+    @property
+    def peer_hello(self) -> Hello:
+        assert self._session.peer_hello is not None
+        return self._session.peer_hello
 
-        *on_event* is called from the receiver thread (and once, from whichever
-        thread notices, with LinkFailed); it must not block for long.
-        """
-        self._on_event = on_event
+    def start(
+        self,
+        on_message: Callable[[Event], None],
+        on_lost: Callable[[P2PChatError], None],
+        already_received: Sequence[Event] = (),
+    ) -> None:
+        """Start both threads; *already_received* came in right behind the handshake."""
+        self._on_message = on_message
+        self._on_lost = on_lost
         self._sender.start()
-        for event in already_received:
-            self._dispatch(event)
+        try:
+            for event in already_received:
+                self._dispatch(event)
+        except P2PChatError as exc:
+            self._fail(exc, exc)
         self._receiver.start()
 
-    # -- called by the interface ---------------------------------------------
+    # -- called by the owner ----------------------------------------------------
 
-    def send_text(self, text: str, action: bool = False) -> list[int]:
-        """Queue *text* (split if longer than one message can carry); return the ids used."""
-        ids = []
-        split = pieces(text)  # outside the lock: measuring a long text takes a while
-        with self._lock:
-            for piece, json_text in split:
-                message_id = self._next_id
-                self._next_id += 1
-                self._pending[message_id] = piece
-                self._outgoing.put(Text(message_id, piece, action, json_text))
-                ids.append(message_id)
-        log.debug("queued text %s", ", ".join(map(str, ids)))
-        return ids
+    def send(self, message: Outgoing) -> None:
+        """Queue *message* for the sender thread."""
+        self._outgoing.put(message)
 
-    def unacknowledged(self) -> dict[int, str]:
-        """Our texts the peer has not acknowledged yet, by id, in order."""
-        with self._lock:
-            return dict(self._pending)
+    def send_ack(self, message_id: int) -> None:
+        """Acknowledge text *message_id* (from the receiver thread, once it is shown).
 
-    def unacknowledged_count(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
-    def wait_for_room(self) -> None:
-        """Block while MAX_IN_FLIGHT texts await acks (back-pressure for pipes), or until the link ends."""
-        with self._changed:
-            self._changed.wait_for(lambda: len(self._pending) < MAX_IN_FLIGHT or self._ended)
+        At most MAX_PENDING_ACKS wait to be sent: beyond that the receiver stops reading
+        until the sender catches up, or the connection is lost after SEND_STALL_TIMEOUT.
+        """
+        with self._ack_room:
+            if self.resumable:  # cumulative: the newest ack says it all
+                self._acks.clear()
+            elif len(self._acks) >= MAX_PENDING_ACKS:
+                room = self._ack_room.wait_for(
+                    lambda: len(self._acks) < MAX_PENDING_ACKS or self._ended or self._closing, self._send_timeout
+                )
+                if not room:
+                    raise ConnectionLost(f"connection lost: the peer took no data for {self._send_timeout:g} s")
+            self._acks.append(message_id)
+            signal = not self._acks_signalled
+            self._acks_signalled = True
+        if signal:
+            self._outgoing.put(_ACKS)
 
     @property
     def ended(self) -> bool:
         with self._lock:
             return self._ended
 
-    def wait_acknowledged(self, timeout: float) -> bool:
-        """Wait until every text is acknowledged or the link ends; True if all were."""
-        with self._changed:
-            self._changed.wait_for(lambda: not self._pending or self._ended, timeout)
-            return not self._pending
+    @property
+    def in_own_thread(self) -> bool:
+        """Called from this connection's sender or receiver thread (which close() cannot join)."""
+        return threading.current_thread() in (self._sender, self._receiver)
 
     def close(self, say_bye: bool = True) -> None:
-        """End the chat: bye (if the link still works), then stop both threads and close.
+        """End the connection: bye (if it still works), then stop both threads and close.
 
+        Every wait here has a deadline: a peer that reads nothing cannot hold us up.
         Safe to call again, even after a Ctrl-C interrupted an earlier call.
         """
         with self._lock:
@@ -122,6 +166,7 @@ class Link:
             running = self._sender.is_alive() or self._sender.ident is None
             send_bye = say_bye and not self._ended and not self._bye_queued and running
             self._bye_queued |= send_bye
+            self._ack_room.notify_all()
         if self._sender.ident is None:  # never started: say bye from here
             if send_bye:
                 say_bye_quietly(self._sock, self._session)
@@ -130,55 +175,102 @@ class Link:
         if send_bye:
             self._outgoing.put(Bye())
         self._outgoing.put(_STOP)
-        self._sender.join()
+        self._sender.join(CLOSE_TIMEOUT)
+        if self._sender.is_alive():  # stuck writing to a peer that does not read: cut the link
+            log.debug("the sender did not finish within %g s; cutting the connection", CLOSE_TIMEOUT)
+            self._shutdown()
+            self._sender.join(CLOSE_TIMEOUT)
         if self._receiver.ident is not None:
             # Give the peer a moment to read our bye and hang up; then cut the link ourselves.
             self._receiver.join(CLOSE_LINGER if send_bye else 0)
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._receiver.join()
+            self._shutdown()
+            self._receiver.join(CLOSE_TIMEOUT)
+        if self._sender.is_alive() or self._receiver.is_alive():
+            log.debug("a connection thread outlived its deadline; leaving its socket open")
+            return  # never close a descriptor a thread may still use (it could be reused)
         self._sock.close()
 
-    # -- the threads -----------------------------------------------------------
+    # -- the sender thread --------------------------------------------------------
 
     def _send_loop(self) -> None:
-        while True:
-            item = self._outgoing.get()
-            batch = bytearray()
-            stop = False
-            try:
+        session = self._session
+        try:
+            while True:
+                item = self._next_item()
+                batch = bytearray()
+                stop = bye = False
                 while True:  # coalesce what is queued into one system call
                     if item is _STOP:
                         stop = True
                         break
-                    assert isinstance(item, (Text, Ack, Bye, Hello))
-                    batch += self._session.send(item)
-                    if isinstance(item, Bye) or len(batch) >= SEND_BATCH:
+                    if item is _ACKS:
+                        for ack in self._take_acks():
+                            batch += session.send(ack)
+                    else:
+                        assert isinstance(item, (Text, Done, Bye, Keepalive))
+                        batch += session.send(item)
+                        if isinstance(item, Bye):
+                            bye = True
+                            break
+                    if len(batch) >= SEND_BATCH:
                         break
                     try:
                         item = self._outgoing.get_nowait()
                     except queue.Empty:
                         break
                 if batch:
-                    self._sock.sendall(batch)
-                if isinstance(item, Bye):
+                    self._send_all(batch)
+                if bye:
                     with contextlib.suppress(OSError):
                         self._sock.shutdown(socket.SHUT_WR)  # bye said: we send nothing more
-                    stop = True
-            except OSError as exc:
-                self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
-                return
-            except LocalProtocolError as exc:
-                self._fail(exc, exc)
-                return
-            if stop:
-                return
+                if stop or bye:
+                    return
+        except OSError as exc:
+            self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
+        except P2PChatError as exc:
+            self._fail(exc, exc)
+
+    def _next_item(self) -> object:
+        """The next thing to send; a keepalive once we have sent nothing for our interval."""
+        if self.keepalive is None:
+            return self._outgoing.get()
+        while True:
+            wait = self._last_send + self.keepalive - time.monotonic()
+            if wait <= 0:
+                return Keepalive()
+            with contextlib.suppress(queue.Empty):
+                return self._outgoing.get(timeout=wait)
+
+    def _take_acks(self) -> list[Ack]:
+        with self._ack_room:
+            acks = [Ack(message_id) for message_id in self._acks]
+            self._acks.clear()
+            self._acks_signalled = False
+            self._ack_room.notify_all()
+        return acks
+
+    def _send_all(self, data: bytearray) -> None:
+        """sendall() with a deadline: the peer must take some of our bytes every SEND_STALL_TIMEOUT."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._sock.send(view, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if not self._writable.poll(self._send_timeout * 1000):
+                    raise ConnectionLost(
+                        f"connection lost: the peer took no data for {self._send_timeout:g} s"
+                    ) from None
+                continue
+            view = view[sent:]
+        self._last_send = time.monotonic()
+
+    # -- the receiver thread ----------------------------------------------------------
 
     def _receive_loop(self) -> None:
         session = self._session
         try:
             while True:
-                data = self._sock.recv(RECV_SIZE)
+                data = self._recv()
                 if not data:
                     session.receive_eof()  # raises unless the peer said bye
                     return
@@ -191,33 +283,54 @@ class Link:
         except OSError as exc:
             self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
         finally:
-            with self._changed:
+            with self._ack_room:
                 self._ended = True
-                self._changed.notify_all()
+                self._ack_room.notify_all()
             self._outgoing.put(_STOP)  # nothing more can be acknowledged or delivered
 
+    def _recv(self) -> bytes:
+        if self.silence_limit is None:
+            return self._sock.recv(RECV_SIZE)  # a peer without keepalive may stay silent for ever
+        while True:
+            if not self._readable.poll(self.silence_limit * 1000):
+                raise ConnectionLost(f"connection lost: nothing from the peer for {self.silence_limit:g} s")
+            with contextlib.suppress(BlockingIOError):
+                return self._sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, Text):
-            self._on_event(Received(event.id, event.text, event.action))
-            self._outgoing.put(Ack(event.id))  # only once the interface has it: an ack means "shown"
-        elif isinstance(event, Ack):
-            with self._changed:
-                known = self._pending.pop(event.id, None) is not None
-                self._changed.notify_all()
-            if known:  # an ack for an id we never sent (or twice) changes nothing
-                self._on_event(Delivered(event.id))
-        elif isinstance(event, Bye):
-            with self._lock:
-                closing = self._closing
-            if not closing:
-                self._on_event(PeerLeft())
+        if isinstance(event, (Text, Ack, Done, Bye)):
+            self._on_message(event)
+        # Keepalives only prove the link alive; a late hello cannot happen (the session refuses it).
 
     def _fail(self, error: P2PChatError, cause: BaseException) -> None:
         with self._lock:
-            if self._failed or (self._closing and isinstance(error, ConnectionLost)):
-                return  # the first failure is the one that counts; losing a link we close is no news
+            if self._failed or self._closing:
+                return  # the first failure is the one that counts; a connection we end is no news
             self._failed = True
-        log.debug("link failed: %r", cause, exc_info=cause)
-        self._on_event(LinkFailed(error))
+        log.debug("connection failed: %r", cause, exc_info=cause)
+        self._shutdown()  # wakes the other thread
+        self._on_lost(error)
+
+    def _shutdown(self) -> None:
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the other thread
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+
+def _tune(sock: socket.socket, keepalive: float, user_timeout: float) -> None:
+    """TCP keepalive probes, and a limit on how long sent data may stay unacknowledged (where the OS has them).
+
+    Without TCP_USER_TIMEOUT, data the network swallows keeps a socket hanging for the kernel's
+    default of about 15 minutes.
+    """
+    idle = max(1, int(keepalive))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None)), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), SILENCE_INTERVALS),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(user_timeout * 1000)),
+    ]
+    for level, option, value in options:
+        if option is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket (tests use socketpairs), or refused
+                sock.setsockopt(level, option, value)

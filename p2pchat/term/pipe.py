@@ -14,11 +14,24 @@ import os
 import select
 import sys
 import threading
+import time
 from typing import BinaryIO, Protocol
 
 from ..errors import OutputClosed
-from ..events import ChatEvent, Delivered, LinkFailed, PeerLeft, Received
-from .sanitize import clean_text
+from ..events import (
+    ChatEvent,
+    Delivered,
+    LinkDown,
+    LinkFailed,
+    LinkUp,
+    PeerDone,
+    PeerLeft,
+    PeerRestarted,
+    Received,
+    Reconnecting,
+    WaitingForPeer,
+)
+from .sanitize import clean_text, preview
 
 READ_SIZE = 64 * 1024
 
@@ -48,8 +61,11 @@ class Pipe:
                 if self.ended is None:
                     self.ended = event
             os.write(self._wake_w, b"!")
-        elif isinstance(event, Delivered):
-            pass  # the link tracks deliveries; nothing to print
+        elif isinstance(event, (Delivered, PeerDone)):
+            pass  # the conversation tracks deliveries and the end of the peer's input; nothing to print
+        else:
+            for line in _link_state(event, self._peer):
+                _status(line)
 
     def _write(self, event: Received) -> None:
         prefix = f"* {self._peer} " if event.action else f"{self._peer}: "
@@ -83,6 +99,29 @@ class Pipe:
         """Release the wake-up pipe; only once the link's threads have ended."""
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+def _link_state(event: ChatEvent, peer: str) -> list[str]:
+    """stderr lines for a change of the link under the chat: one per loss and one per resume, no flood."""
+    if isinstance(event, LinkDown):
+        return [f"connection lost: {event.reason}"]
+    if isinstance(event, Reconnecting):
+        # The first attempt, then only a few: a long outage must not fill a log.
+        if event.attempt in (2, 5) or event.attempt % 20 == 0:
+            return [f"reconnecting in {event.delay:.0f} s (attempt {event.attempt})"]
+        return []
+    if isinstance(event, WaitingForPeer):
+        return [f"waiting for {peer} to come back (until {time.strftime('%H:%M:%S', time.localtime(event.until))})"]
+    if isinstance(event, LinkUp):
+        return [f"reconnected; sent {event.resent} message(s) again"]
+    if isinstance(event, PeerRestarted):
+        lines = [f"{peer} started a new chat; {len(event.undelivered)} message(s) of the old one were lost"]
+        return lines + [f"not delivered: {preview(text)}" for _, text in event.undelivered]
+    return []
+
+
+def _status(line: str) -> None:
+    print(f"p2pchat: {line}", file=sys.stderr, flush=True)
 
 
 def _decode(line: bytes) -> str:
