@@ -18,12 +18,14 @@ TIMEOUT = 30.0  # generous: CI machines are slow, and no test waits this long wh
 class Proc:
     """One ``python -m p2pchat ...`` with its own home; stdout and stderr read by threads."""
 
-    def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], home: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None
+    ) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("P2PCHAT_")}
         full_env.update({"P2PCHAT_HOME": str(home), "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "p2pchat", *args],
+            [*(prefix or []), sys.executable, "-m", "p2pchat", *args],  # prefix: e.g. ip netns exec NAME
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

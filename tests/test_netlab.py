@@ -1,0 +1,61 @@
+"""The network-namespace lab itself: it builds a real link, cuts it silently, and always cleans up."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from . import netlab
+from .netlab import NetLab
+
+pytestmark = pytest.mark.skipif(netlab.unavailable() is not None, reason=netlab.unavailable() or "")
+
+CLOSED_PORT = 9  # nothing listens there: a live link answers with a reset ("refused")
+
+
+def _namespaces() -> list[str]:
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_link_carries_packets_until_cut_silently_then_again(homes: tuple[Path, Path]) -> None:
+    with NetLab() as lab:
+        assert set(lab.names) <= set(_namespaces())
+        assert lab.probe("a", CLOSED_PORT, timeout=10) == "refused"  # packets and resets both ways
+        lis = lab.run("b", ["listen", f"{lab.address('b')}:0", "--name", "lis"], homes[0])
+        port = lis.port()
+        dia = lab.run("a", ["dial", f"{lab.address('b')}:{port}", "--name", "dia"], homes[1])
+        lis.wait_err(r"dia joined")
+        lab.cut()
+        dia.write("sent into the cut\n")
+        # A SYN into the cut gets no answer at all: no reset, no ICMP. That takes the whole second,
+        # which is also ample time for the text to have arrived if the cut did not hold.
+        assert lab.probe("a", CLOSED_PORT, timeout=1) == "timeout"
+        assert lab.probe("b", CLOSED_PORT, timeout=0.2) == "timeout"
+        assert lis.out == []
+        lab.restore()
+        lis.wait_out(r"^dia: sent into the cut$")  # TCP retransmitted: the connection outlived the cut
+        assert lab.probe("a", CLOSED_PORT, timeout=10) == "refused"
+        assert dia.finish() == 0
+        assert lis.finish() == 0
+    assert not set(lab.names) & set(_namespaces())
+
+
+def test_failure_inside_kills_processes_and_deletes_namespaces(homes: tuple[Path, Path]) -> None:
+    with pytest.raises(RuntimeError, match="boom"), NetLab() as lab:
+        lis = lab.run("b", ["listen", f"{lab.address('b')}:0"], homes[0])
+        lis.port()
+        lab.cut()
+        raise RuntimeError("boom")
+    assert lis.popen.poll() is not None
+    assert not set(lab.names) & set(_namespaces())
+
+
+def test_names_are_unique_and_marked_as_ours() -> None:
+    with NetLab() as one, NetLab() as two:
+        names = [*one.names, *two.names]
+        assert len(set(names)) == 4
+        assert all(name.startswith(netlab.PREFIX) for name in names)
+        assert {one.address("a"), one.address("b")} == set(netlab.ADDRESSES)
