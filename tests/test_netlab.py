@@ -30,9 +30,9 @@ def test_link_carries_packets_until_cut_silently_then_again(homes: tuple[Path, P
         lis.wait_err(r"dia joined")
         lab.cut()
         dia.write("sent into the cut\n")
-        # A SYN into the cut gets no answer at all: no reset, no ICMP. That takes the whole second,
+        # A SYN into the cut gets no answer at all: no reset, no ICMP. That takes the whole half second,
         # which is also ample time for the text to have arrived if the cut did not hold.
-        assert lab.probe("a", CLOSED_PORT, timeout=1) == "timeout"
+        assert lab.probe("a", CLOSED_PORT, timeout=0.5) == "timeout"
         assert lab.probe("b", CLOSED_PORT, timeout=0.2) == "timeout"
         assert lis.out == []
         lab.restore()
