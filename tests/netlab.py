@@ -1,7 +1,8 @@
 """A real network for end-to-end tests: two Linux network namespaces joined by a veth pair.
 
 ``with NetLab() as lab:`` creates namespaces ``p2pt-<pid>-<n>-a`` and ``-b`` (10.201.0.1 and
-10.201.0.2, loopback up, no route anywhere else: no packet can leave the machine), starts real
+10.201.0.2, fd00:201::1 and fd00:201::2, loopback up, no route anywhere else: no packet can leave
+the machine), starts real
 ``python -m p2pchat`` processes inside them (:meth:`NetLab.run`), and breaks the link the way real
 links break: :meth:`NetLab.cut` silently drops every packet arriving over the veth on both sides (a
 dead link, not a closed one: no reset, no ICMP, the senders' own stacks see nothing), and
@@ -29,18 +30,26 @@ from .procs import TIMEOUT, Proc
 PREFIX = "p2pt-"  # every namespace this lab creates, and only those, starts with this
 DEVICE = "veth0"  # the same name in both namespaces: each end lives only in its own namespace
 ADDRESSES = ("10.201.0.1", "10.201.0.2")  # private, and reachable only through the veth
+ADDRESSES6 = ("fd00:201::1", "fd00:201::2")  # unique local; "nodad": usable at once, no 1 s wait
 CUT_TABLE = "p2pt_cut"
 _counter = itertools.count()
-# Run inside a namespace by NetLab.probe: one TCP connection attempt, and how it ended.
+# Run inside a namespace by NetLab.probe: TCP connection attempts to each HOST at once, and how each ended.
 PROBE = """
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
-    print("connected")
-except ConnectionRefusedError:
-    print("refused")
-except TimeoutError:
-    print("timeout")
+import socket, sys, threading
+port, timeout, hosts = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+results = [""] * len(hosts)
+def attempt(i):
+    try:
+        socket.create_connection((hosts[i], port), timeout=timeout).close()
+        results[i] = "connected"
+    except ConnectionRefusedError:
+        results[i] = "refused"
+    except TimeoutError:
+        results[i] = "timeout"
+threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(hosts))]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(" ".join(results))
 """
 
 
@@ -82,9 +91,15 @@ def remove_stale() -> None:
 
 
 @cache
+def firewalls() -> tuple[str, ...]:
+    """The tools :meth:`NetLab.cut` can use here: "nft", and "iptables" (with ip6tables beside it)."""
+    have = [shutil.which("nft") is not None, all(shutil.which(tool) for tool in ("iptables", "ip6tables"))]
+    return tuple(tool for tool, present in zip(("nft", "iptables"), have, strict=True) if present)
+
+
 def firewall() -> str | None:
-    """The tool :meth:`NetLab.cut` uses: ``nft``, else ``iptables``, else None."""
-    return next((tool for tool in ("nft", "iptables") if shutil.which(tool)), None)
+    """The tool :meth:`NetLab.cut` uses by default: nft, else iptables, else None."""
+    return next(iter(firewalls()), None)
 
 
 @cache
@@ -111,7 +126,9 @@ def unavailable() -> str | None:
 class NetLab:
     """Two namespaces, ``a`` and ``b``, joined by a veth pair; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, tool: str | None = None) -> None:
+        """*tool* cuts the link: "nft" or "iptables" (default: :func:`firewall`, nft where there is one)."""
+        self.tool = tool or firewall()
         tag = f"{PREFIX}{os.getpid()}-{next(_counter)}"
         self.names = (f"{tag}-a", f"{tag}-b")
         self.procs: list[Proc] = []
@@ -125,9 +142,9 @@ class NetLab:
     def b(self) -> str:
         return self.names[1]
 
-    def address(self, side: str) -> str:
-        """The address of namespace ``side`` (its name, or "a"/"b") on the veth."""
-        return ADDRESSES[self._index(side)]
+    def address(self, side: str, ipv6: bool = False) -> str:
+        """The address of namespace ``side`` (its name, or "a"/"b") on the veth, ready for ``HOST:PORT``."""
+        return f"[{ADDRESSES6[self._index(side)]}]" if ipv6 else ADDRESSES[self._index(side)]
 
     def _index(self, side: str) -> int:
         if side in ("a", "b"):
@@ -139,8 +156,9 @@ class NetLab:
         try:
             veth = f"link add {DEVICE} netns {a} type veth peer name {DEVICE} netns {b}"
             _ip(batch=f"netns add {a}\nnetns add {b}\n{veth}\n")
-            for name, address in zip(self.names, ADDRESSES, strict=True):
-                _ip("-n", name, batch=f"addr add {address}/24 dev {DEVICE}\nlink set {DEVICE} up\nlink set lo up\n")
+            for name, address, address6 in zip(self.names, ADDRESSES, ADDRESSES6, strict=True):
+                addresses = f"addr add {address}/24 dev {DEVICE}\naddr add {address6}/64 dev {DEVICE} nodad\n"
+                _ip("-n", name, batch=f"{addresses}link set {DEVICE} up\nlink set lo up\n")
         except BaseException:
             self._delete()
             raise
@@ -181,19 +199,35 @@ class NetLab:
         self.procs.append(proc)
         return proc
 
-    def probe(self, side: str, port: int, timeout: float) -> str:
+    def probe(self, side: str, port: int, timeout: float, ipv6: bool = False) -> str:
         """Try a TCP connection from ``side`` to the other side's *port*: "connected", "refused" or "timeout".
 
         On a port nothing listens on, "refused" shows the link carries packets (and resets);
         "timeout" shows it is cut silently.
         """
-        index = self._index(side)
-        cmd = ["ip", "netns", "exec", self.names[index], sys.executable, "-c", PROBE]
-        cmd += [ADDRESSES[1 - index], str(port), str(timeout)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-        if done.returncode != 0:
-            raise LabError(f"probe failed: {done.stderr.strip()}")
-        return done.stdout.strip()
+        return self.probe_all(port, timeout, sides=(side,), families=("ipv6" if ipv6 else "ipv4",))[0]
+
+    def probe_all(
+        self,
+        port: int,
+        timeout: float,
+        sides: tuple[str, ...] = ("a", "b"),
+        families: tuple[str, ...] = ("ipv4", "ipv6"),
+    ) -> list[str]:
+        """:meth:`probe` from each side to the other, over each family, all at once; results in that order."""
+        runs = []
+        for side in sides:
+            index = self._index(side)
+            hosts = [(ADDRESSES6 if family == "ipv6" else ADDRESSES)[1 - index] for family in families]
+            cmd = ["ip", "netns", "exec", self.names[index], sys.executable, "-c", PROBE, str(port), str(timeout)]
+            runs.append(subprocess.Popen([*cmd, *hosts], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        results = []
+        for run in runs:
+            out, err = run.communicate(timeout=TIMEOUT)
+            if run.returncode != 0:
+                raise LabError(f"probe failed: {err.strip()}")
+            results += out.split()
+        return results
 
     def cut(self) -> None:
         """Drop, silently, every packet that arrives over the veth, in both namespaces (both directions)."""
@@ -208,7 +242,7 @@ class NetLab:
         self.is_cut = False
 
     def _firewall(self, name: str, add: bool) -> None:
-        if firewall() == "nft":
+        if self.tool == "nft":
             if add:
                 # A new table of our own, so that deleting it restores exactly what was there.
                 rules = (
@@ -219,10 +253,13 @@ class NetLab:
             else:
                 rules = f"delete table inet {CUT_TABLE}\n"
             cmd = ["ip", "netns", "exec", name, "nft", "-f", "-"]
-            done = subprocess.run(cmd, input=rules, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-        else:
-            flag = "-I" if add else "-D"
-            cmd = ["ip", "netns", "exec", name, "iptables", "-w", flag, "INPUT", "-i", DEVICE, "-j", "DROP"]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+            self._check(cmd, subprocess.run(cmd, input=rules, capture_output=True, text=True, timeout=TIMEOUT))
+            return
+        for tool in ("iptables", "ip6tables"):
+            cmd = ["ip", "netns", "exec", name, tool, "-w", "-I" if add else "-D", "INPUT", "-i", DEVICE, "-j", "DROP"]
+            self._check(cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT))
+
+    @staticmethod
+    def _check(cmd: list[str], done: subprocess.CompletedProcess[str]) -> None:
         if done.returncode != 0:
             raise LabError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")

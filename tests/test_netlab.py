@@ -43,6 +43,16 @@ def test_link_carries_packets_until_cut_silently_then_again(homes: tuple[Path, P
     assert not set(lab.names) & set(_namespaces())
 
 
+@pytest.mark.parametrize("tool", netlab.firewalls())
+def test_each_firewall_cuts_both_families_both_ways(tool: str) -> None:
+    with NetLab(tool) as lab:
+        assert lab.probe_all(CLOSED_PORT, timeout=10) == ["refused"] * 4
+        lab.cut()
+        assert lab.probe_all(CLOSED_PORT, timeout=0.3) == ["timeout"] * 4
+        lab.restore()
+        assert lab.probe_all(CLOSED_PORT, timeout=10) == ["refused"] * 4
+
+
 def test_failure_inside_kills_processes_and_deletes_namespaces(homes: tuple[Path, Path]) -> None:
     with pytest.raises(RuntimeError, match="boom"), NetLab() as lab:
         lis = lab.run("b", ["listen", f"{lab.address('b')}:0"], homes[0])
