@@ -52,11 +52,11 @@ CUT = 8.0  # seconds, as issue #10 says: "a 50-line pipe chat across an 8-second
 HALF_CLOSE_RUNS = 20 if os.environ.get("P2PCHAT_SLOW") == "1" else 5
 
 
-def _pair(lab: NetLab, homes: tuple[Path, Path], *options: str) -> tuple[Proc, Proc, int]:
+def _pair(lab: NetLab, homes: tuple[Path, Path], *options: str, ipv6: bool = False) -> tuple[Proc, Proc, int]:
     """A listener in namespace b and a dialer in namespace a, both in pipe mode, chatting; and the port."""
-    lis = lab.run("b", ["listen", f"{lab.address('b')}:0", "--name", "lis", *options], homes[0])
+    lis = lab.run("b", ["listen", f"{lab.address('b', ipv6)}:0", "--name", "lis", *options], homes[0])
     port = lis.port()
-    dia = lab.run("a", ["dial", f"{lab.address('b')}:{port}", "--name", "dia", *options], homes[1])
+    dia = lab.run("a", ["dial", f"{lab.address('b', ipv6)}:{port}", "--name", "dia", *options], homes[1])
     lis.wait_err(r"dia joined")
     dia.wait_err(r"connected to lis")
     return lis, dia, port
@@ -154,7 +154,7 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
     itself), so only the new handshake from the same key can make it give up the old conversation.
     """
     with NetLab() as lab:
-        lis, ghost, port = _pair(lab, homes)
+        lis, ghost, port = _pair(lab, homes, ipv6=True)
         _say(ghost, ["hello from the first life"])
         lis.wait_out(r"^dia: hello from the first life$")
         lab.cut()
@@ -162,7 +162,7 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
         _say(lis, ["l-lost 1", "l-lost 2"])  # into the dead connection
         lab.restore()
 
-        reborn = lab.run("a", ["dial", f"{lab.address('b')}:{port}", "--name", "dia"], homes[1])
+        reborn = lab.run("a", ["dial", f"{lab.address('b', ipv6=True)}:{port}", "--name", "dia"], homes[1])
         reborn.wait_err(r"connected to lis", timeout=10)  # at once: not after the listener's 45 s
         for line in ("not delivered: l-lost 1", "not delivered: l-lost 2"):
             lis.wait_err(re.escape(line), timeout=10)
@@ -177,6 +177,24 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
     assert lis.out == ["dia: hello from the first life\n", "dia: hello from the second life\n"]
     assert reborn.out == ["lis: welcome back\n"]
     assert _not_delivered(lis) == ["l-lost 1", "l-lost 2"]
+
+
+@needs_lab
+@needs("dial", "--retry")
+def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, Path]) -> None:
+    """Unreachable, not refused: the SYNs vanish. The dialer keeps trying; once the link is back it gets through."""
+    with NetLab() as lab:
+        lis = lab.run("b", ["listen", f"{lab.address('b')}:0", "--name", "lis"], homes[0])
+        port = lis.port()
+        lab.cut()
+        dia = lab.run("a", ["dial", f"{lab.address('b')}:{port}", "--name", "dia", "--retry", "30", "-v"], homes[1])
+        dia.wait_err(r"(?i)timed out|unreachable|retry")  # an attempt failed, and it keeps trying
+        assert dia.popen.poll() is None
+        lab.restore()
+        dia.write("through at last\n")
+        lis.wait_out(r"^dia: through at last$")
+        assert dia.finish() == 0, dia.stderr_text
+        assert lis.finish() == 0, lis.stderr_text
 
 
 # -- loopback ----------------------------------------------------------------------------------------
