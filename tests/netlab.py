@@ -133,6 +133,7 @@ class NetLab:
         self.names = (f"{tag}-a", f"{tag}-b")
         self.procs: list[Proc] = []
         self.is_cut = False
+        self._cut_matches: list[str] = []
 
     @property
     def a(self) -> str:
@@ -229,34 +230,47 @@ class NetLab:
             results += out.split()
         return results
 
-    def cut(self) -> None:
-        """Drop, silently, every packet that arrives over the veth, in both namespaces (both directions)."""
+    def cut(self, port: int | None = None) -> None:
+        """Drop, silently, every packet that arrives over the veth, in both namespaces (both directions).
+
+        With *port*, only TCP packets from or to that port: give a dialer's own port to leave one
+        connection dead for good (a ghost) while new connections get through.
+        """
+        if self.is_cut:
+            raise LabError("the link is already cut")
+        matches = [""] if port is None else [f"tcp sport {port} ", f"tcp dport {port} "]
         for name in self.names:
-            self._firewall(name, add=True)
+            if self.tool == "nft":
+                # A table of our own, so that deleting it restores exactly what was there.
+                rules = f"add table inet {CUT_TABLE}\n"
+                rules += f"add chain inet {CUT_TABLE} input {{ type filter hook input priority -300; }}\n"
+                rules += "".join(f'add rule inet {CUT_TABLE} input iifname "{DEVICE}" {m}drop\n' for m in matches)
+                self._nft(name, rules)
+            else:
+                for match in matches:
+                    self._iptables(name, "-I", match.split())
         self.is_cut = True
+        self._cut_matches = matches
 
     def restore(self) -> None:
         """Lift :meth:`cut`: packets flow again (connections that were not given up on carry on)."""
         for name in self.names:
-            self._firewall(name, add=False)
+            if self.tool == "nft":
+                self._nft(name, f"delete table inet {CUT_TABLE}\n")
+            else:
+                for match in self._cut_matches:
+                    self._iptables(name, "-D", match.split())
         self.is_cut = False
 
-    def _firewall(self, name: str, add: bool) -> None:
-        if self.tool == "nft":
-            if add:
-                # A new table of our own, so that deleting it restores exactly what was there.
-                rules = (
-                    f"add table inet {CUT_TABLE}\n"
-                    f"add chain inet {CUT_TABLE} input {{ type filter hook input priority -300; }}\n"
-                    f'add rule inet {CUT_TABLE} input iifname "{DEVICE}" drop\n'
-                )
-            else:
-                rules = f"delete table inet {CUT_TABLE}\n"
-            cmd = ["ip", "netns", "exec", name, "nft", "-f", "-"]
-            self._check(cmd, subprocess.run(cmd, input=rules, capture_output=True, text=True, timeout=TIMEOUT))
-            return
+    def _nft(self, name: str, rules: str) -> None:
+        cmd = ["ip", "netns", "exec", name, "nft", "-f", "-"]
+        self._check(cmd, subprocess.run(cmd, input=rules, capture_output=True, text=True, timeout=TIMEOUT))
+
+    def _iptables(self, name: str, action: str, match: list[str]) -> None:
+        """*match*: nft words ("tcp sport 80"), or none; the same rule for IPv4 and IPv6."""
+        spec = ["-p", "tcp", f"--{match[1]}", match[2]] if match else []
         for tool in ("iptables", "ip6tables"):
-            cmd = ["ip", "netns", "exec", name, tool, "-w", "-I" if add else "-D", "INPUT", "-i", DEVICE, "-j", "DROP"]
+            cmd = ["ip", "netns", "exec", name, tool, "-w", action, "INPUT", "-i", DEVICE, *spec, "-j", "DROP"]
             self._check(cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT))
 
     @staticmethod

@@ -151,16 +151,17 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
     """A laptop that rebooted: its old connection vanished without a FIN, and it dials again.
 
     The listener keeps the default keepalive (15 s: 45 s before it would notice the dead link by
-    itself), so only the new handshake from the same key can make it give up the old conversation.
+    itself), so only the new handshake from the same key can make it give up the old conversation
+    (with its own undelivered lines reported) and take the new one.
     """
     with NetLab() as lab:
         lis, ghost, port = _pair(lab, homes, ipv6=True)
         _say(ghost, ["hello from the first life"])
         lis.wait_out(r"^dia: hello from the first life$")
-        lab.cut()
-        ghost.kill()  # kill -9; its FIN (or reset) dies in the cut
+        ghost_port = int(re.search(r"joined from .*:(\d+)$", lis.stderr_text, re.M).group(1))  # type: ignore[union-attr]
+        lab.cut(port=ghost_port)  # that connection only, for good: the new one gets through
+        ghost.kill()  # kill -9: its FIN dies in the cut, and so does every retransmission to it
         _say(lis, ["l-lost 1", "l-lost 2"])  # into the dead connection
-        lab.restore()
 
         reborn = lab.run("a", ["dial", f"{lab.address('b', ipv6=True)}:{port}", "--name", "dia"], homes[1])
         reborn.wait_err(r"connected to lis", timeout=10)  # at once: not after the listener's 45 s

@@ -47,8 +47,12 @@ def test_link_carries_packets_until_cut_silently_then_again(homes: tuple[Path, P
 def test_each_firewall_cuts_both_families_both_ways(tool: str) -> None:
     with NetLab(tool) as lab:
         assert lab.probe_all(CLOSED_PORT, timeout=10) == ["refused"] * 4
-        lab.cut()
+        lab.cut(port=CLOSED_PORT)  # one port only: other connections pass
         assert lab.probe_all(CLOSED_PORT, timeout=0.3) == ["timeout"] * 4
+        assert lab.probe_all(CLOSED_PORT + 1, timeout=10) == ["refused"] * 4
+        lab.restore()
+        lab.cut()
+        assert lab.probe_all(CLOSED_PORT + 1, timeout=0.3) == ["timeout"] * 4
         lab.restore()
         assert lab.probe_all(CLOSED_PORT, timeout=10) == ["refused"] * 4
 
