@@ -20,29 +20,6 @@ def _namespaces() -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
 
 
-def test_link_carries_packets_until_cut_silently_then_again(homes: tuple[Path, Path]) -> None:
-    with NetLab() as lab:
-        assert set(lab.names) <= set(_namespaces())
-        assert lab.probe("a", CLOSED_PORT, timeout=10) == "refused"  # packets and resets both ways
-        lis = lab.run("b", ["listen", f"{lab.address('b')}:0", "--name", "lis"], homes[0])
-        port = lis.port()
-        dia = lab.run("a", ["dial", f"{lab.address('b')}:{port}", "--name", "dia"], homes[1])
-        lis.wait_err(r"dia joined")
-        lab.cut()
-        dia.write("sent into the cut\n")
-        # A SYN into the cut gets no answer at all: no reset, no ICMP. That takes the whole half second,
-        # which is also ample time for the text to have arrived if the cut did not hold.
-        assert lab.probe("a", CLOSED_PORT, timeout=0.5) == "timeout"
-        assert lab.probe("b", CLOSED_PORT, timeout=0.2) == "timeout"
-        assert lis.out == []
-        lab.restore()
-        lis.wait_out(r"^dia: sent into the cut$")  # TCP retransmitted: the connection outlived the cut
-        assert lab.probe("a", CLOSED_PORT, timeout=10) == "refused"
-        assert dia.finish() == 0
-        assert lis.finish() == 0
-    assert not set(lab.names) & set(_namespaces())
-
-
 @pytest.mark.parametrize("tool", netlab.firewalls())
 def test_each_firewall_cuts_both_families_both_ways(tool: str) -> None:
     with NetLab(tool) as lab:
@@ -60,7 +37,7 @@ def test_each_firewall_cuts_both_families_both_ways(tool: str) -> None:
 def test_failure_inside_kills_processes_and_deletes_namespaces(homes: tuple[Path, Path]) -> None:
     with pytest.raises(RuntimeError, match="boom"), NetLab() as lab:
         lis = lab.run("b", ["listen", f"{lab.address('b')}:0"], homes[0])
-        lis.port()
+        assert lis.wait_err(r"listening on (.*):\d+$").group(1) == lab.address("b")  # inside namespace b
         lab.cut()
         raise RuntimeError("boom")
     assert lis.popen.poll() is not None
