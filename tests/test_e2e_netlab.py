@@ -49,6 +49,8 @@ def needs(command: str, *options: str) -> pytest.MarkDecorator:
 KEEPALIVE = 1  # seconds: the dead-link deadline is then 3 s
 LOSS_SLACK = 3.0  # on top of 3 x keepalive, for a loaded 2-core machine
 CUT = 8.0  # seconds, as issue #10 says: "a 50-line pipe chat across an 8-second silent cut"
+LOST = r"^(p2pchat: )?connection lost"  # status lines, not a traceback that happens to say it
+BACK = r"^(p2pchat: )?reconnected"
 HALF_CLOSE_RUNS = 20 if os.environ.get("P2PCHAT_SLOW") == "1" else 5
 
 
@@ -67,7 +69,15 @@ def _say(proc: Proc, lines: list[str]) -> None:
 
 
 def _not_delivered(proc: Proc) -> list[str]:
-    return [m.group(1) for line in proc.err if (m := re.search(r"not delivered: (.*)$", line.rstrip("\n")))]
+    return [
+        m.group(1) for line in proc.err if (m := re.match(r"(?:p2pchat: )?not delivered: (.*)$", line.rstrip("\n")))
+    ]
+
+
+def _clean(*procs: Proc) -> None:
+    """No traceback ever reaches a user."""
+    for proc in procs:
+        assert "Traceback" not in proc.stderr_text, proc.stderr_text
 
 
 def _wait_exit(proc: Proc, timeout: float = TIMEOUT) -> int:
@@ -94,7 +104,7 @@ def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path])
         _say(dia, from_dia[15:35])  # typed during the outage: queued, sent after resuming
         _say(lis, from_lis[15:35])
         for proc in (dia, lis):  # both notice on their own, from the silence alone
-            proc.wait_err(r"connection lost", timeout=3 * KEEPALIVE + LOSS_SLACK)
+            proc.wait_err(LOST, timeout=3 * KEEPALIVE + LOSS_SLACK)
         noticed = time.monotonic() - cut_at
         assert lis.out[-1] == "dia: d15 from the dialer\n"  # nothing crossed the cut
         assert dia.out[-1] == "lis: l15 from the listener\n"
@@ -103,8 +113,8 @@ def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path])
 
         _say(dia, from_dia[35:42])  # written after the cut, perhaps before the link is back
         _say(lis, from_lis[35:42])
-        dia.wait_err(r"reconnected")
-        lis.wait_err(r"reconnected")
+        dia.wait_err(BACK)
+        lis.wait_err(BACK)
         _say(dia, from_dia[42:])
         _say(lis, from_lis[42:])
         assert dia.finish() == 0, dia.stderr_text
@@ -113,6 +123,7 @@ def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path])
     assert lis.out == [f"dia: {line}\n" for line in from_dia]  # whole, each line once, in order
     assert dia.out == [f"lis: {line}\n" for line in from_lis]
     assert _not_delivered(dia) == _not_delivered(lis) == []
+    _clean(lis, dia)
 
 
 @needs_lab
@@ -136,13 +147,14 @@ def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelive
         _say(dia, ["d-lost 1", "d-lost 2"])
         _say(lis, ["l-lost 1", "l-lost 2", "l-lost 3"])
         for proc in (dia, lis):
-            proc.wait_err(r"connection lost", timeout=3 * KEEPALIVE + LOSS_SLACK)
+            proc.wait_err(LOST, timeout=3 * KEEPALIVE + LOSS_SLACK)
         assert _wait_exit(dia) == 1, dia.stderr_text
         assert _wait_exit(lis) == 1, lis.stderr_text
     assert _not_delivered(dia) == ["d-lost 1", "d-lost 2"]
     assert _not_delivered(lis) == ["l-lost 1", "l-lost 2", "l-lost 3"]
     assert lis.out == ["dia: d-before\n", "dia: d-before 2\n"]
     assert dia.out == ["lis: l-before\n", "lis: l-before 2\n"]
+    _clean(lis, dia)
 
 
 @needs_lab
@@ -178,6 +190,7 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
     assert lis.out == ["dia: hello from the first life\n", "dia: hello from the second life\n"]
     assert reborn.out == ["lis: welcome back\n"]
     assert _not_delivered(lis) == ["l-lost 1", "l-lost 2"]
+    _clean(lis, reborn)
 
 
 @needs_lab
@@ -196,6 +209,7 @@ def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, P
         lis.wait_out(r"^dia: through at last$")
         assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
+    _clean(lis, dia)
 
 
 # -- loopback ----------------------------------------------------------------------------------------
@@ -215,6 +229,7 @@ def test_listen_keep_serves_callers_one_after_another(tmp_path: Path) -> None:
         lis.finish()
     assert lis.out == ["caller1: call 1\n", "caller2: call 2\n"]
     assert len(re.findall(r"safety code", lis.stderr_text)) == 2  # each chat has its own
+    _clean(lis)
 
 
 @needs("dial", "--retry")
@@ -230,6 +245,7 @@ def test_dial_retry_waits_for_a_listener_started_later(homes: tuple[Path, Path])
             lis.wait_out(r"^dia: got through$")
             assert dia.finish() == 0, dia.stderr_text
             assert lis.finish() == 0, lis.stderr_text
+    _clean(lis, dia)
 
 
 def _half_close_once(tmp_path: Path, run: int) -> tuple[int, int, str, str]:
@@ -272,4 +288,5 @@ def test_half_close_never_reports_a_delivered_line_lost(tmp_path: Path, run: int
     dia_code, lis_code, dia_err, log = _half_close_once(tmp_path, run)
     assert log == "dia: hi\n"
     assert "not delivered" not in dia_err
+    assert "Traceback" not in dia_err
     assert (dia_code, lis_code) == (0, 0), dia_err
