@@ -74,6 +74,13 @@ def _not_delivered(proc: Proc) -> list[str]:
     ]
 
 
+def _finish(*procs: Proc) -> list[int]:
+    """End every input first (a side whose input ended waits for the peer's end too), then the exit codes."""
+    for proc in procs:
+        proc.close_stdin()
+    return [proc.finish() for proc in procs]
+
+
 def _clean(*procs: Proc) -> None:
     """No traceback ever reaches a user."""
     for proc in procs:
@@ -117,8 +124,7 @@ def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path])
         lis.wait_err(BACK)
         _say(dia, from_dia[42:])
         _say(lis, from_lis[42:])
-        assert dia.finish() == 0, dia.stderr_text
-        assert lis.finish() == 0, lis.stderr_text
+        assert _finish(dia, lis) == [0, 0], dia.stderr_text + lis.stderr_text
     print(f"loss noticed {noticed:.1f} s after the cut")
     assert lis.out == [f"dia: {line}\n" for line in from_dia]  # whole, each line once, in order
     assert dia.out == [f"lis: {line}\n" for line in from_lis]
@@ -183,10 +189,8 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
         lis.wait_out(r"^dia: hello from the second life$")
         _say(lis, ["welcome back"])
         reborn.wait_out(r"^lis: welcome back$")
-        assert reborn.finish() == 0, reborn.stderr_text
-        lis.close_stdin()
-        lis.popen.wait(TIMEOUT)
-        lis.finish()
+        reborn_code, _ = _finish(reborn, lis)  # (the listener's code: the old conversation lost lines)
+        assert reborn_code == 0, reborn.stderr_text
     assert lis.out == ["dia: hello from the first life\n", "dia: hello from the second life\n"]
     assert reborn.out == ["lis: welcome back\n"]
     assert _not_delivered(lis) == ["l-lost 1", "l-lost 2"]
@@ -207,8 +211,7 @@ def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, P
         lab.restore()
         dia.write("through at last\n")
         lis.wait_out(r"^dia: through at last$")
-        assert dia.finish() == 0, dia.stderr_text
-        assert lis.finish() == 0, lis.stderr_text
+        assert _finish(dia, lis) == [0, 0], dia.stderr_text + lis.stderr_text
     _clean(lis, dia)
 
 
@@ -219,14 +222,16 @@ def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, P
 def test_listen_keep_serves_callers_one_after_another(tmp_path: Path) -> None:
     lis, port = listener(tmp_path / "lis", "--keep")
     with lis:
+        lis.close_stdin()  # like ``p2pchat listen --keep PORT </dev/null``: it only receives
         for n in (1, 2):
             with dialer(tmp_path / f"dia{n}", port, "--name", f"caller{n}") as dia:
                 dia.write(f"call {n}\n")
                 lis.wait_out(rf"^caller{n}: call {n}$")
                 assert dia.finish() == 0, dia.stderr_text
-            lis.wait_err(rf"caller{n} (left|ended|finished)")
+            lis.wait_err(r"waiting for the next caller")
+        assert lis.popen.poll() is None
         lis.signal(signal.SIGINT)
-        lis.finish()
+        assert lis.finish() == 130, lis.stderr_text
     assert lis.out == ["caller1: call 1\n", "caller2: call 2\n"]
     assert len(re.findall(r"safety code", lis.stderr_text)) == 2  # each chat has its own
     _clean(lis)
@@ -243,8 +248,7 @@ def test_dial_retry_waits_for_a_listener_started_later(homes: tuple[Path, Path])
         with Proc(["listen", f"127.0.0.1:{port}", "--name", "lis"], homes[0]) as lis:
             dia.write("got through\n")
             lis.wait_out(r"^dia: got through$")
-            assert dia.finish() == 0, dia.stderr_text
-            assert lis.finish() == 0, lis.stderr_text
+            assert _finish(dia, lis) == [0, 0], dia.stderr_text + lis.stderr_text
     _clean(lis, dia)
 
 
