@@ -51,7 +51,8 @@ LOSS_SLACK = 3.0  # on top of 3 x keepalive, for a loaded 2-core machine
 CUT = 8.0  # seconds, as issue #10 says: "a 50-line pipe chat across an 8-second silent cut"
 LOST = r"^(p2pchat: )?connection lost"  # status lines, not a traceback that happens to say it
 BACK = r"^(p2pchat: )?reconnected"
-HALF_CLOSE_RUNS = 20 if os.environ.get("P2PCHAT_SLOW") == "1" else 5
+SLOW = os.environ.get("P2PCHAT_SLOW") == "1"  # the opt-in tests, too long for every CI run
+HALF_CLOSE_RUNS = 20 if SLOW else 3  # issue #10: "passes 20 runs out of 20"
 
 
 def _pair(lab: NetLab, homes: tuple[Path, Path], *options: str, ipv6: bool = False) -> tuple[Proc, Proc, int]:
@@ -138,7 +139,7 @@ def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelive
     homes: tuple[Path, Path],
 ) -> None:
     with NetLab() as lab:
-        lis, dia, _ = _pair(lab, homes, "--keepalive", str(KEEPALIVE), "--resume-for", "2")
+        lis, dia, _ = _pair(lab, homes, "--keepalive", str(KEEPALIVE), "--resume-for", "1")
         # Before the cut: each side's text is shown, and its ack comes back ahead of the reply.
         _say(dia, ["d-before"])
         lis.wait_out(r"^dia: d-before$")
@@ -199,6 +200,7 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
 
 @needs_lab
 @needs("dial", "--retry")
+@pytest.mark.skipif(not SLOW, reason="slow (a connect attempt into a dead link times out first): P2PCHAT_SLOW=1")
 def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, Path]) -> None:
     """Unreachable, not refused: the SYNs vanish. The dialer keeps trying; once the link is back it gets through."""
     with NetLab() as lab:
