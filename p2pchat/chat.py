@@ -7,18 +7,21 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import CLIENT, identity
+from . import CLIENT, identity, reach
+from .core import binary
 from .core.messages import Hello
 from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import connection, handshake, sockets
+from .link import connection, handshake, proxy, sockets
+from .link.tor import OnionService, TorOptions
 from .term.sanitize import clean_name, preview
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
 QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
+FEATURES = (binary.FEATURE,)  # the protocol extensions this version announces in hello
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,12 @@ class ChatOptions:
     passphrase: str | None = None
     wait: float | None = None  # seconds to wait for acks at the end; None: the mode's default
     handshake_timeout: float = handshake.HANDSHAKE_TIMEOUT
+    tor: TorOptions | None = None  # listen --tor: publish an onion service (listening on 127.0.0.1)
+    proxy: str | None = None  # dial --proxy socks5://HOST:PORT
+    tor_control: str | None = None  # --tor-control: where Tor's control port is
+    also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
+    quiet: bool = False  # listen: no invitation
+    upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
 
 
 def status(line: str) -> None:
@@ -37,7 +46,19 @@ def status(line: str) -> None:
 
 
 def chat(options: ChatOptions) -> int:
+    # The onion service lives as long as the chat: Tor removes it when its control connection closes.
+    onion = OnionService(options.tor, status) if options.tor is not None and options.listening else None
+    try:
+        return _chat(options, onion)
+    finally:
+        if onion is not None:
+            onion.close()
+
+
+def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     address = sockets.parse_address(options.address, listening=options.listening)
+    if not options.listening:
+        address = proxy.check_destination(address)  # a .onion in one spelling: known_peers matches it
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
     key, created = identity.load_or_create_identity(directory)
@@ -45,8 +66,9 @@ def chat(options: ChatOptions) -> int:
         status(f"created your identity key in {directory}")
     known = identity.KnownPeers(directory)
     psk = derive_psk(options.passphrase) if options.passphrase is not None else None
-    hello = Hello(options.name, CLIENT)
-    dialed = None if options.listening else str(address)
+    hello = Hello(options.name, CLIENT, FEATURES)
+    dialed = None if options.listening else identity.address_key(address.host or "", address.port)
+    reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
     def make_session() -> Session:
         return Session(initiator=not options.listening, static_key=key, hello=hello, psk=psk)
@@ -54,21 +76,58 @@ def chat(options: ChatOptions) -> int:
     def verify(done: HandshakeComplete) -> None:
         # Runs before we send anything after learning the peer's key.
         seen = identity.fingerprint(done.remote_static)
+        if done.remote_static == public_bytes(key):
+            raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
             raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
-        remembered = known.key_for_address(dialed) if dialed else None
-        if remembered is not None and remembered.key != done.remote_static:
+        # The name as typed (normalised) and the IP:port it reached: a new key at either is the hard stop.
+        changed = known.conflicts([dialed, *reached], done.remote_static) if dialed else []
+        if changed:
+            where = " and ".join(address for address, _ in changed)
+            old = identity.fingerprint(changed[0][1].key)
             raise KeyMismatchError(
-                f"the key at {dialed} has changed! remembered {identity.fingerprint(remembered.key)}, "
-                f"now {seen}; someone may be in the middle. "
-                f"If you know why it changed, forget the old key with: p2pchat forget {dialed}"
+                f"the key at {where} has changed! remembered {old}, now {seen}; someone may be in the middle. "
+                f"If you know why it changed, forget the old key with: p2pchat forget {' '.join(a for a, _ in changed)}"
             )
 
-    sock, session, peer, early = _connect(options.listening, address, make_session, verify, options.handshake_timeout)
+    def published(listener: socket.socket, reachable: reach.Reach) -> None:
+        onions = []
+        if onion is not None:
+            onion.publish(listener.getsockname()[1], directory, public_bytes(key))
+            onions = [onion.address] if onion.address else []
+        reachable.listening(listener, onions)  # --upnp mapping, and the invitation
+
+    def dial(addresses: list[sockets.Address]) -> socket.socket:
+        if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
+            failure: P2PChatError | None = None
+            for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
+                try:
+                    return proxy.dial(one, options.proxy, options.tor_control)
+                except P2PChatError as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+        sock = sockets.dial_first(addresses)
+        # The IP:port actually reached joins the key check (through a proxy it would be the proxy's).
+        reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+        return sock
+
+    others = [sockets.parse_address(text, listening=False) for text in options.also]
+    mine = identity.fingerprint(public_bytes(key))
+    with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
+        sock, session, peer, early = _connect(
+            options.listening,
+            [address, *others],
+            make_session,
+            verify,
+            options.handshake_timeout,
+            lambda listener: published(listener, reachable),
+            dial,
+        )
     link = connection.Link(sock, session)
     try:
         interactive = sys.stdin.isatty()
-        intro, trust = _introduce(peer, known, dialed, options.listening, interactive)
+        intro, trust = _introduce(peer, known, dialed, options.listening, interactive, reached)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, public_bytes(key))
@@ -80,15 +139,18 @@ def chat(options: ChatOptions) -> int:
 
 def _connect(
     listening: bool,
-    address: sockets.Address,
+    addresses: list[sockets.Address],
     make_session: Callable[[], Session],
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
+    on_listening: Callable[[socket.socket], None],
+    dial: Callable[[list[sockets.Address]], socket.socket],
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
-        listener = sockets.listen(address)
+        listener = sockets.listen(addresses[0])
         try:
             status(f"listening on {sockets.listening_address(listener)}")
+            on_listening(listener)  # --tor: publish the onion service; --upnp; the invitation
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
@@ -98,7 +160,7 @@ def _connect(
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
-    sock = sockets.dial(address)
+    sock = dial(addresses)  # directly (happy eyeballs), through --proxy, or through Tor for a .onion
     try:
         peer, early = handshake.handshake(sock, session, verify, timeout)
     except BaseException:
@@ -109,7 +171,12 @@ def _connect(
 
 
 def _introduce(
-    peer: handshake.Peer, known: identity.KnownPeers, dialed: str | None, listening: bool, interactive: bool
+    peer: handshake.Peer,
+    known: identity.KnownPeers,
+    dialed: str | None,
+    listening: bool,
+    interactive: bool,
+    reached: list[str],
 ) -> tuple[list[tuple[str, bool]], list[str]]:
     """Lines to show on connect (text, is_warning), and the peer's trust state in a box."""
     name = clean_name(peer.hello.name)
@@ -136,7 +203,7 @@ def _introduce(
                         True,
                     )
                 )
-    known.remember(peer.remote_static, peer.hello.name, dialed)
+    known.remember(peer.remote_static, peer.hello.name, dialed, *(reached if dialed else ()))
     known.save()
     return lines, trust
 

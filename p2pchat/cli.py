@@ -19,16 +19,26 @@ from .errors import ExitCode, P2PChatError, UsageError
 
 if TYPE_CHECKING:
     from .chat import ChatOptions
+    from .identity import KnownPeer
+    from .link.tor import TorOptions
 
 log = logging.getLogger("p2pchat")
 
 EPILOG = """\
 examples:
   p2pchat listen 9090                 wait for a peer on port 9090, every interface
+  p2pchat listen --upnp 9090          the same, and ask the router to forward port 9090
   p2pchat dial example.org:9090       call a peer
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
+  p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
+  p2pchat peers                       the peers you know: names, fingerprints, trust
+  p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
+  p2pchat forget host:9090            forget who was at an address (or: forget NAME|FINGERPRINT)
   p2pchat dial host:9090 --peer '12345 67890 ...'   refuse any key but this one
+  p2pchat listen --tor                publish an onion service through a running Tor
+  p2pchat dial xyz...onion:9090       call an onion through Tor (its SOCKS port)
+  p2pchat dial host:9090 --proxy socks5://127.0.0.1:1080   dial through a SOCKS5 proxy
   echo hello | p2pchat dial host:9090 pipe mode: stdin lines out, peer lines to stdout
 
 exit codes: 0 clean end, 1 network failure or undelivered messages, 2 usage error,
@@ -76,14 +86,57 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
     )
+    chat.add_argument(
+        "--tor-control",
+        metavar="ADDRESS",
+        help="Tor's control port, HOST:PORT or a unix socket path "
+        "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
+    )
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
-    listen.add_argument("address", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one)")
+    listen.add_argument(
+        "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
+    )
+    listen.add_argument(
+        "--tor",
+        nargs="?",
+        const=0,
+        type=_port,
+        metavar="PORT",
+        help="publish an onion service through a running Tor, on PORT (default: the listening port, else 9090); "
+        "listens on 127.0.0.1 only",
+    )
+    listen.add_argument(
+        "--tor-ephemeral", action="store_true", help="with --tor: a one-off onion address, not the kept one"
+    )
+    listen.add_argument("--quiet", action="store_true", help="do not print the invitation (the command for your peer)")
+    listen.add_argument(
+        "--upnp",
+        action="store_true",
+        help="ask the router to forward the port while listening (UPnP-IGD, else NAT-PMP)",
+    )
     dial = commands.add_parser("dial", parents=[chat], help="call a listening peer")
-    dial.add_argument("address", metavar="HOST:PORT")
+    dial.add_argument(
+        "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
+    )
+    dial.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="dial through a SOCKS5 proxy, socks5://HOST:PORT; names are resolved by the proxy "
+        "(.onion addresses go through Tor's SOCKS port without it)",
+    )
     commands.add_parser("id", parents=[common], help="print your fingerprint")
-    forget = commands.add_parser("forget", parents=[common], help="forget a remembered address or key")
-    forget.add_argument("target", metavar="HOST:PORT|FINGERPRINT")
+    commands.add_parser("peers", parents=[common], help="list the peers you know")
+    forget = commands.add_parser("forget", parents=[common], help="forget a remembered address, or a peer")
+    forget.add_argument("targets", nargs="+", metavar="NAME|FINGERPRINT|HOST:PORT")
+    verify = commands.add_parser("verify", parents=[common], help="mark a peer verified (compare fingerprints first)")
+    verify.add_argument("target", metavar="NAME|FINGERPRINT")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected a number from 1 to 65535")
+    return int(text)
 
 
 class _HoldingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -129,11 +182,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "id":
             return _id()
         if args.command == "forget":
-            return _forget(args.target)
+            return _forget(args.targets)
+        if args.command == "peers":
+            return _peers()
+        if args.command == "verify":
+            return _verify(args.target)
         from .chat import chat
 
         # SIGTERM ends a chat as Ctrl-C does: bye to the peer, undelivered messages listed, exit 130.
         signal.signal(signal.SIGTERM, _interrupt)
+        # So does SIGHUP (the terminal closed): the way out removes a router's port mapping too.
+        signal.signal(signal.SIGHUP, _interrupt)
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
@@ -144,7 +203,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, with the details behind -v
         log.debug("details:", exc_info=exc)
-        print(f"p2pchat: internal error: {exc!r} (run with -v for details)", file=sys.stderr)
+        # The type only: an exception's text can quote data (a file's contents, a peer's bytes).
+        print(f"p2pchat: internal error: {type(exc).__name__} (run with -v for details)", file=sys.stderr)
         return ExitCode.INTERNAL
     finally:
         log.removeHandler(HANDLER)
@@ -165,19 +225,41 @@ def _options(args: argparse.Namespace) -> ChatOptions:
             name = getpass.getuser()
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
+    addresses, tor = _tor_options(args)
     return ChatOptions(
         listening=args.command == "listen",
-        address=args.address,
+        address=addresses[0],
+        also=tuple(addresses[1:]),
+        quiet=bool(getattr(args, "quiet", False)),
+        upnp=bool(getattr(args, "upnp", False)),
         name=name,
         peer=args.peer,
         passphrase=_passphrase(args.passphrase),
         wait=args.wait,
         handshake_timeout=args.handshake_timeout,
+        tor=tor,
+        proxy=getattr(args, "proxy", None),
+        tor_control=args.tor_control,
     )
 
 
+def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
+    """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
+    if args.command == "dial":
+        return list(args.address), None
+    if args.tor is None and not args.tor_ephemeral:
+        if args.address is None:
+            raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")
+        return [args.address], None
+    from .link.tor import plan
+
+    address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
+    return [address], tor
+
+
 def _passphrase(asked: bool) -> str | None:
-    from_env = os.environ.get("P2PCHAT_PASSPHRASE")
+    # Taken out of the environment once read: programs started later (an editor, a shell) never see it.
+    from_env = os.environ.pop("P2PCHAT_PASSPHRASE", None)
     if from_env is not None:
         if not from_env:
             raise UsageError("P2PCHAT_PASSPHRASE is set but empty")
@@ -209,13 +291,68 @@ def _id() -> int:
     return ExitCode.OK
 
 
-def _forget(target: str) -> int:
+def _forget(targets: list[str]) -> int:
     from . import identity
+    from .term.sanitize import clean_name
 
     known = identity.KnownPeers(identity.home())
-    touched = known.forget(target)
-    if not touched:
-        raise UsageError(f"nothing known as {target}")
+    done = []
+    for target in targets:
+        address = identity.parse_address_key(target)
+        touched = known.forget(target)
+        if not touched:
+            raise UsageError(f"nothing known as {clean_name(target)}")
+        if address is not None:
+            done.append(f"forgot the address {address}")
+        else:
+            done += [f"forgot {_who(peer)}" for peer in touched]
     known.save()
-    print(f"p2pchat: forgot {target}", file=sys.stderr)
+    for line in done:
+        print(f"p2pchat: {line}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _who(peer: KnownPeer) -> str:
+    from . import identity
+    from .term.sanitize import clean_name
+
+    names = ", ".join(clean_name(name) for name in peer.names) or "(no name)"
+    return f"{names} ({identity.fingerprint(peer.key)})"
+
+
+def _peers() -> int:
+    import time
+
+    from . import identity
+    from .term.sanitize import clean_name
+
+    known = identity.KnownPeers(identity.home())
+    if not known.peers:
+        print("p2pchat: no known peers yet", file=sys.stderr)
+        return ExitCode.OK
+    ordered = sorted(known.peers.values(), key=lambda peer: -(peer.last_seen or 0))
+    for peer in ordered:
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(peer.last_seen)) if peer.last_seen else "never"
+        print(", ".join(clean_name(name) for name in peer.names) or "(no name)")
+        print(f"  fingerprint  {identity.fingerprint(peer.key)}")
+        print(f"  trust        {'verified' if peer.verified else 'not verified'}")
+        print(f"  addresses    {', '.join(peer.addresses) or '-'}")
+        print(f"  last seen    {seen}")
+    return ExitCode.OK
+
+
+def _verify(target: str) -> int:
+    from . import identity
+    from .term.sanitize import clean_name
+
+    known = identity.KnownPeers(identity.home())
+    found = known.find(target)
+    if not found:
+        raise UsageError(f"no known peer is called {clean_name(target)} (see p2pchat peers)")
+    if len(found) > 1:
+        raise UsageError(identity.ambiguous(clean_name(target), found))
+    peer = found[0]
+    peer.verified = True
+    known.save()
+    print(f"p2pchat: {_who(peer)} is now verified", file=sys.stderr)
     return ExitCode.OK

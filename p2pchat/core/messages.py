@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,22 +132,50 @@ def encode(message: Message) -> bytes:
 
 _DECODER = json.JSONDecoder()
 
+# Binary messages (first plaintext byte not "{"), by first byte: the extension that defines the
+# type, and its decoder (it gets the whole padded plaintext, returns a message or None to ignore
+# it, raises MessageError if malformed). An extension adds a type with one register_binary() call.
+BinaryDecoder = Callable[[memoryview], Any]
+_BINARY: dict[int, tuple[str, BinaryDecoder]] = {}
+_JSON_START = 0x7B  # "{"
 
-def decode(plaintext: bytes) -> Message | None:
+
+def register_binary(type_byte: int, feature: str, decoder: BinaryDecoder) -> None:
+    """Decode plaintexts starting with *type_byte* with *decoder* while *feature* is in use."""
+    if not 0 <= type_byte <= 255 or type_byte == _JSON_START:
+        raise ValueError(f"{type_byte!r} cannot be a binary message type")
+    known = _BINARY.get(type_byte)
+    if known is not None and known != (feature, decoder):
+        raise ValueError(f"binary type {type_byte:#04x} already belongs to extension {known[0]!r}")
+    _BINARY[type_byte] = (feature, decoder)
+
+
+def decode(plaintext: bytes | memoryview, features: frozenset[str] = frozenset()) -> Message | None:
     """The message in *plaintext*, or None for one this version ignores.
 
-    MessageError if the peer sent something malformed: bad UTF-8 or JSON, not an
-    object, or a known field of the wrong type.
+    *features* are the extensions in use: a binary type that none of them defines is
+    ignored. MessageError if the peer sent something malformed: bad UTF-8 or JSON, not
+    an object, or a known field of the wrong type.
     """
-    if not plaintext.startswith(b"{"):
-        return None  # reserved for later binary message types
+    if not plaintext:
+        return None
+    if plaintext[0] != _JSON_START:
+        binary = _BINARY.get(plaintext[0])
+        if binary is None or binary[0] not in features:
+            return None  # a type no extension in use defines
+        message: Message | None = binary[1](memoryview(plaintext))
+        return message
+    if isinstance(plaintext, memoryview):
+        plaintext = plaintext.tobytes()  # the checks below search bytes, which a memoryview cannot
     try:
         # Decoded as UTF-8 here: json.loads(bytes) would also guess UTF-16 and UTF-32.
-        obj = _DECODER.decode(plaintext.decode("utf-8"))
+        obj = _DECODER.decode(str(plaintext, "utf-8"))
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or digits
         raise MessageError("the peer sent a message that is not valid JSON") from exc
     if not isinstance(obj, dict):
         raise MessageError("the peer sent a message that is not a JSON object")
+    if (b"\\ud" in plaintext or b"\\uD" in plaintext) and not _all_scalar(obj):
+        raise MessageError("the peer sent text that is not valid Unicode (a lone surrogate)")
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise MessageError("the peer sent a message without a type")
@@ -164,6 +193,30 @@ def decode(plaintext: bytes) -> Message | None:
     if kind == "bye":
         return Bye()
     return None  # an unknown type: ignored for forward compatibility
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _all_scalar(value: object) -> bool:
+    """Whether every string in *value* (keys too, at any depth) is made of Unicode scalar values.
+
+    UTF-8 input cannot carry a surrogate, but a JSON escape (``"\\ud800"``) can: such a
+    string cannot be encoded, saved or shown, so one anywhere in a message makes it malformed.
+    Only called when the plaintext holds ``\\ud`` (the fast path skips it for ordinary text).
+    """
+    stack = [value]
+    while stack:  # iterative: the JSON decoder bounds nesting, not this walk's recursion
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATES.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _required(obj: dict[str, Any], name: str, kind: type) -> Any:

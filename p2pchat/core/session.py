@@ -15,6 +15,7 @@ The protocol asks the receiver of a text to acknowledge it: whoever reads a
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from ..errors import (
     P2PChatError,
     RemoteProtocolError,
 )
-from . import messages
+from . import binary, messages
 from .framing import FrameDecoder, encode_frame
 from .messages import Ack, Bye, Hello, Message, Rekey, Text
 from .noise import CipherState, HandshakeState
@@ -95,6 +96,9 @@ class Session:
         self._sent_since_rekey = 0
         self._bye_sent = False
         self._hello_received = False
+        self._features: frozenset[str] = frozenset()
+        self._binary = False  # extension binary in use: texts and acks go as binary records
+        self._sent_text_ids: deque[int] = deque()  # with binary: ids sent, not yet acknowledged
         self.peer_hello: Hello | None = None
         self.bye_received = False
         self._failed: P2PChatError | None = None
@@ -108,9 +112,7 @@ class Session:
     @property
     def features(self) -> frozenset[str]:
         """The extensions both sides announced in hello; empty until the peer's hello is read."""
-        if self.peer_hello is None:
-            return frozenset()
-        return frozenset(self._hello.features) & frozenset(self.peer_hello.features)
+        return self._features
 
     @property
     def has_unsent_data(self) -> bool:
@@ -146,16 +148,34 @@ class Session:
 
     def _seal(self, message: Message) -> bytes:
         assert self._send_cipher is not None
-        return encode_frame(self._send_cipher.encrypt_with_ad(b"", messages.encode(message)))
+        kind = type(message)
+        if self._binary and kind is Text:
+            assert isinstance(message, Text)
+            plaintext = binary.encode_text(message)
+            self._sent_text_ids.append(message.id)
+        elif self._binary and kind is Ack:
+            assert isinstance(message, Ack)
+            # Cumulative: whoever acknowledges text N has shown every text before it (in order).
+            plaintext = binary.encode_ack_up_to(message)
+        else:
+            plaintext = messages.encode(message)
+        return encode_frame(self._send_cipher.encrypt_with_ad(b"", plaintext))
+
+    def pieces(self, text: str) -> list[tuple[str, bytes | None]]:
+        """*text* cut to fit one text message each, as messages.pieces(), for the encoding in use."""
+        if self._binary:
+            return [(piece, None) for piece in binary.pieces(text)]
+        return messages.pieces(text)
 
     # -- receiving -----------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes from the peer; return what they meant, in order.
 
-        Raises a RemoteProtocolError subclass (TamperedError, HandshakeError,
-        FrameError, MessageError) when the peer's bytes are wrong; after that
-        the session refuses to go on.
+        *data* may be a view into a buffer the caller reuses (``recv_into``): nothing
+        returned or kept refers to it after this call. Raises a RemoteProtocolError
+        subclass (TamperedError, HandshakeError, FrameError, MessageError) when the
+        peer's bytes are wrong; after that the session refuses to go on.
         """
         if self._failed is not None:
             raise self._failed
@@ -175,7 +195,7 @@ class Session:
         if not self.bye_received:
             raise ConnectionLost()
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def _receive(self, data: bytes | bytearray | memoryview) -> list[Event]:
         events: list[Event] = []
         for frame in self._decoder.frames(data):
             if self.bye_received:
@@ -184,26 +204,49 @@ class Session:
                 self._read_handshake(self._handshake, frame, events)
                 continue
             assert self._recv_cipher is not None
-            message = messages.decode(self._recv_cipher.decrypt_with_ad(b"", frame))
-            if isinstance(message, Rekey):
+            message = messages.decode(self._recv_cipher.decrypt_with_ad(b"", frame), self._features)
+            if isinstance(message, binary.AckUpTo):
+                self._acknowledged_up_to(message.id, events)
+            elif isinstance(message, Rekey):
                 self._recv_cipher.rekey()
             elif isinstance(message, Hello):
                 if self._hello_received:
                     raise MessageError("the peer said hello twice")
                 self._hello_received = True
                 self.peer_hello = message
+                self._features = frozenset(self._hello.features) & frozenset(message.features)
+                self._binary = binary.FEATURE in self._features
                 events.append(message)
             elif message is not None:
                 if not self._hello_received and not isinstance(message, Bye):
                     raise MessageError("the peer did not say hello first")
                 self.bye_received = isinstance(message, Bye)
+                if isinstance(message, Ack) and self._sent_text_ids and self._sent_text_ids[0] == message.id:
+                    self._sent_text_ids.popleft()  # a JSON ack from a binary peer: keep the ids bounded
                 events.append(message)
         return events
 
-    def _read_handshake(self, handshake: HandshakeState, frame: bytes, events: list[Event]) -> None:
+    def _acknowledged_up_to(self, up_to: int, events: list[Event]) -> None:
+        """One Ack event per text this session sent with an id up to *up_to*, in order.
+
+        Then Ack(up_to) itself if that was not one of them: a text sent on an earlier
+        connection of the same conversation, which only the layer above knows.
+        """
+        sent = self._sent_text_ids
+        last = 0
+        while sent and sent[0] <= up_to:
+            last = sent.popleft()
+            events.append(Ack(last))
+        if last != up_to:
+            events.append(Ack(up_to))
+
+    def _read_handshake(self, handshake: HandshakeState, frame: memoryview, events: list[Event]) -> None:
         if handshake.my_turn_to_write():
             raise HandshakeError("the peer sent a handshake message out of turn")
-        handshake.read_message(frame)  # handshake payloads are empty; any content is ignored
+        if handshake.read_message(frame):
+            # Payloads are empty on the wire. One that is not would be free input to the
+            # handshake hash, letting a man in the middle grind matching safety codes cheaply.
+            raise HandshakeError("the peer sent a handshake message with a payload (the protocol has none)")
         if not handshake.complete:
             self._outgoing += encode_frame(handshake.write_message())
         if handshake.complete:

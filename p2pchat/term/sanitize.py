@@ -8,6 +8,8 @@ texts, where they are readable; names are one line.
 
 from __future__ import annotations
 
+from ..core.names import escape_invisible
+
 MAX_NAME_CHARS = 32  # names are cut to this many characters for display
 NO_NAME = "(no name)"  # shown for a peer that sent an empty name
 
@@ -42,8 +44,12 @@ def preview(text: str, limit: int = 80) -> str:
 
 
 def clean_name(name: str) -> str:
-    """*name* escaped to one safe line, cut to MAX_NAME_CHARS, or a placeholder when empty."""
-    cleaned = name.strip().translate(_NAME_TABLE)
+    """*name* escaped to one safe line, cut to MAX_NAME_CHARS, or a placeholder when empty.
+
+    Invisible characters (format characters, fillers, lone marks) are escaped too: a name
+    that differs from another only by them must not look the same.
+    """
+    cleaned = escape_invisible(name.strip()).translate(_NAME_TABLE)
     if not cleaned:
         return NO_NAME
     if len(cleaned) > MAX_NAME_CHARS:
