@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import CLIENT, identity, reach
 from .core import binary
@@ -14,9 +16,12 @@ from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
 from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
-from .link import connection, handshake, proxy, sockets
-from .link.tor import OnionService, TorOptions
+from .link import connection, handshake, sockets
+from .link.acceptor import Acceptor
 from .term.sanitize import clean_name, preview
+
+if TYPE_CHECKING:  # Tor and SOCKS are imported only by the chats that use them: listen starts sooner
+    from .link.tor import OnionService, TorOptions
 
 PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to be acknowledged
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
@@ -39,6 +44,7 @@ class ChatOptions:
     also: tuple[str, ...] = ()  # dial: more addresses of the same peer, raced with the first (happy eyeballs)
     quiet: bool = False  # listen: no invitation
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
+    bell: bool = True  # the full-screen interface rings on incoming messages
 
 
 def status(line: str) -> None:
@@ -47,7 +53,11 @@ def status(line: str) -> None:
 
 def chat(options: ChatOptions) -> int:
     # The onion service lives as long as the chat: Tor removes it when its control connection closes.
-    onion = OnionService(options.tor, status) if options.tor is not None and options.listening else None
+    onion = None
+    if options.tor is not None and options.listening:
+        from .link.tor import OnionService
+
+        onion = OnionService(options.tor, status)
     try:
         return _chat(options, onion)
     finally:
@@ -58,6 +68,8 @@ def chat(options: ChatOptions) -> int:
 def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     address = sockets.parse_address(options.address, listening=options.listening)
     if not options.listening:
+        from .link import proxy
+
         address = proxy.check_destination(address)  # a .onion in one spelling: known_peers matches it
     pinned = identity.parse_fingerprint(options.peer) if options.peer else None
     directory = identity.home()
@@ -79,7 +91,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         if done.remote_static == public_bytes(key):
             raise KeyMismatchError("the peer has your own key: you reached yourself, not a peer; refusing")
         if pinned is not None and seen != pinned:
-            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned}); aborting")
+            raise KeyMismatchError(f"the peer's key {seen} is not the one given with --peer ({pinned})")
         # The name as typed (normalised) and the IP:port it reached: a new key at either is the hard stop.
         changed = known.conflicts([dialed, *reached], done.remote_static) if dialed else []
         if changed:
@@ -97,14 +109,24 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
             onions = [onion.address] if onion.address else []
         reachable.listening(listener, onions)  # --upnp mapping, and the invitation
 
+    via: list[str] = []  # where a proxied dial went, for people: "X.onion:9090 through Tor"
+
     def dial(addresses: list[sockets.Address]) -> socket.socket:
+        from .link import proxy
+
         if options.proxy is not None or any(proxy.needs_proxy(a, None) for a in addresses):
             failure: P2PChatError | None = None
             for one in addresses:  # through a proxy, in the order given: the proxy does the connecting
                 try:
-                    return proxy.dial(one, options.proxy, options.tor_control)
+                    sock = proxy.dial(one, options.proxy, options.tor_control)
                 except P2PChatError as exc:
                     failure = exc
+                    continue
+                if proxy.needs_proxy(one, options.proxy):
+                    via.append(proxy.describe(one, options.proxy))  # the socket's peer is the proxy
+                else:
+                    reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
+                return sock
             assert failure is not None
             raise failure
         sock = sockets.dial_first(addresses)
@@ -112,7 +134,7 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
         reached.append(identity.parse_address_key(sockets.peer_name(sock)) or sockets.peer_name(sock))
         return sock
 
-    others = [sockets.parse_address(text, listening=False) for text in options.also]
+    others = [proxy.check_destination(sockets.parse_address(text, listening=False)) for text in options.also]
     mine = identity.fingerprint(public_bytes(key))
     with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
         sock, session, peer, early = _connect(
@@ -124,14 +146,16 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
             lambda listener: published(listener, reachable),
             dial,
         )
+    if via:
+        peer = dataclasses.replace(peer, address=via[0])  # not the proxy's address
     link = connection.Link(sock, session)
     try:
-        interactive = sys.stdin.isatty()
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()  # full screen only on a terminal both ways
         intro, trust = _introduce(peer, known, dialed, options.listening, interactive, reached)
         if interactive:
             wait = QUIT_ACK_WAIT if options.wait is None else options.wait
             me = (options.name, public_bytes(key))
-            return _interactive(link, early, peer, intro, trust, me, known, wait)
+            return _interactive(link, early, peer, intro, trust, me, known, wait, options.bell)
         return _pipe(link, early, peer, intro, PIPE_ACK_WAIT if options.wait is None else options.wait)
     finally:
         link.close(say_bye=True)  # a no-op after a normal end; on any other way out, bye and stop the threads
@@ -156,7 +180,11 @@ def _connect(
             def rejected(caller: str, error: P2PChatError) -> None:
                 status(f"dropped a caller from {caller}: {error}")
 
-            return handshake.accept(listener, make_session, verify, rejected, timeout)
+            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout)
+            try:
+                return acceptor.next(verify)
+            finally:
+                acceptor.close()
         finally:
             listener.close()  # one chat at a time: later callers are refused by the system
     session = make_session()  # before dialing: the ephemeral key is ready once connected
@@ -217,6 +245,7 @@ def _interactive(
     me: tuple[str, bytes],  # our name and public key
     known: identity.KnownPeers,
     wait: float,
+    bell: bool = True,
 ) -> int:
     from .cli import HANDLER
     from .term.ui import COLOURS, ChatUI, Person
@@ -241,7 +270,7 @@ def _interactive(
             "if the safety code is the same on both screens, type /verify confirm",
         ]
 
-    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command})
+    ui = ChatUI(link, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command}, bell=bell)
     for text, warning in intro:
         ui.system(text, warning)
     HANDLER.hold_records()  # the screen is the interface's now: -v details wait until it closes

@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Tor's control port, HOST:PORT or a unix socket path "
         "(default: $TOR_CONTROL_PORT, else /run/tor/control, 127.0.0.1:9051, 127.0.0.1:9151)",
     )
+    chat.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     listen = commands.add_parser("listen", parents=[chat], help="wait for a peer to dial in")
     listen.add_argument(
         "address", nargs="?", metavar="[HOST:]PORT", help="port to listen on (0 picks a free one; optional with --tor)"
@@ -226,6 +227,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         except Exception:  # no login name on this system: the peer sees a placeholder
             name = ""
     addresses, tor = _tor_options(args)
+    if tor is not None and getattr(args, "upnp", False):
+        raise UsageError("--upnp and --tor do not go together: an onion service needs no open port on the router")
     return ChatOptions(
         listening=args.command == "listen",
         address=addresses[0],
@@ -240,13 +243,16 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         tor=tor,
         proxy=getattr(args, "proxy", None),
         tor_control=args.tor_control,
+        bell=not args.no_bell,
     )
 
 
 def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None]:
     """The addresses to listen on or dial, and the onion service to publish (listen --tor)."""
     if args.command == "dial":
-        return list(args.address), None
+        from .link.proxy import with_default_port
+
+        return [with_default_port(text) for text in args.address], None  # X.onion alone: port 9090
     if args.tor is None and not args.tor_ephemeral:
         if args.address is None:
             raise UsageError("listen needs a port: p2pchat listen [HOST:]PORT (or --tor)")

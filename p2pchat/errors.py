@@ -78,6 +78,10 @@ class HandshakeError(RemoteProtocolError):
     """The secure handshake failed: the peer is not a p2pchat peer, or a passphrase differs."""
 
 
+class PassphraseMismatch(HandshakeError):
+    """The handshake failed: the passphrases may differ (or one side has none)."""
+
+
 class TamperedError(RemoteProtocolError):
     """A message failed authentication: the connection may have been tampered with."""
 

@@ -27,7 +27,6 @@ import os
 import re
 import socket
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +150,8 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write *data* to *path* through a temporary file and a rename: all or nothing."""
     _ensure_dir(path.parent)
     try:
+        import tempfile  # here: only a save needs it, and it costs start-up (shutil, random, lzma)
+
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:
         raise LocalError(f"cannot write {path}: {exc.strerror or exc}") from exc

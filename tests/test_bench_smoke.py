@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from p2pchat.benchmarks import tls
+from p2pchat.benchmarks import servers, tls
 
 
 def test_benchmark_quick_run_prints_json() -> None:
@@ -66,3 +68,22 @@ def test_the_group_is_read_from_the_server_hello() -> None:
     assert tls.server_hello_group(record) == 0x001D
     assert tls.server_hello_group(record[:50]) is None  # cut short
     assert tls.server_hello_group(b"\x17" + record[1:]) is None  # not a handshake record
+
+
+@pytest.mark.parametrize("kind", ["tls-handshakes", "p2pchat-handshakes"])
+def test_a_helper_server_outlives_a_rude_client_and_ends_when_told(kind: str, tmp_path: Path) -> None:
+    tls.make_certificate(tmp_path)
+    server = servers.ServerProcess(kind, tmp_path)
+    server.wait_ready()  # the port is known only once it listens: dialing never races its start
+    try:
+        for _ in range(2):  # hang up with a reset in the middle of its work, twice
+            rude = socket.create_connection((servers.LOOPBACK, server.port), timeout=30)
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            rude.sendall(b"\x16\x03\x01\x00\x05hello" if kind.startswith("tls") else b"\x00\x20" + bytes(16))
+            rude.close()
+        with socket.create_connection((servers.LOOPBACK, server.port), timeout=30):
+            pass  # still accepting
+    finally:
+        server.stop()  # raises if it failed or had to be killed
+    assert server.proc.returncode == 0
+    assert server.proc.stderr is not None and server.proc.stderr.read() == ""

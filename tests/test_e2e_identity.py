@@ -92,14 +92,20 @@ def test_pinned_key_that_matches(homes: tuple[Path, Path]) -> None:
     assert lis.out == ["dia: hi\n"]
 
 
-def test_pinned_key_on_the_listener_that_does_not_match(homes: tuple[Path, Path]) -> None:
-    lis, port = listener(homes[0], "--peer", "11111 22222 33333 44444 55555 66666")
-    with lis, dialer(homes[1], port) as dia:
-        dia.write("hi\n")
-        assert lis.finish() == 3
-        assert dia.finish() in (1, 3)  # the listener hung up mid-handshake
-    assert "is not the one given with --peer" in lis.err[-1]
-    assert lis.out == []
+def test_pinned_key_on_the_listener_that_does_not_match(homes: tuple[Path, Path], tmp_path: Path) -> None:
+    # Issue #11 finding 6: the wrong key is refused with one line, and the listener waits for the right one.
+    lis, port = listener(homes[0], "--peer", _fingerprint(homes[1]))
+    with lis:
+        with dialer(tmp_path / "someone-else", port) as other:
+            other.write("hi\n")
+            assert other.finish() == 3  # the listener hung up mid-handshake: a refusal, not a network failure
+        lis.wait_err(r"dropped a caller from .*is not the one given with --peer")
+        assert lis.popen.poll() is None
+        with dialer(homes[1], port) as dia:
+            dia.write("the right one\n")
+            assert dia.finish() == 0, dia.stderr_text
+        assert lis.finish() == 0
+    assert lis.out == ["dia: the right one\n"]
 
 
 def test_passphrase_match(homes: tuple[Path, Path]) -> None:

@@ -66,9 +66,11 @@ def test_this_machines_addresses_are_usable_ones() -> None:
 
 def test_order_onion_public_ipv6_mapped_public_ipv4_then_local() -> None:
     own = [IP("192.168.1.20"), IP("fd00::2"), IP("2a01:4f8::20"), IP("8.8.4.4"), IP("2a01:4f8::20")]
-    got = invitation.ordered(9090, onions=[ONION, "evil$(rm).onion"], mapped=(IP("203.0.113.7"), 40000), interfaces=own)
+    onions = [ONION, f"{'b' * 56}.onion:80", "evil$(rm).onion", f"{ONION}:x"]
+    got = invitation.ordered(9090, onions=onions, mapped=(IP("203.0.113.7"), 40000), interfaces=own)
     assert got == [
         f"{ONION}:9090",
+        f"{'b' * 56}.onion:80",
         "[2a01:4f8::20]:9090",
         "203.0.113.7:40000",
         "8.8.4.4:9090",
@@ -128,8 +130,8 @@ def test_reach_lists_interfaces_for_a_wildcard_listener_and_only_the_onion_behin
             r.listening(any4)
             assert r.invitation == f"p2pchat dial 192.168.1.20:{port} --peer '{FINGERPRINT}'"  # IPv4-only socket
         with reach.Reach(FINGERPRINT, status=lines.append, addresses=lambda: own) as r:
-            r.listening(loop, onions=[ONION])
-            assert r.invitation == f"p2pchat dial {ONION}:{loop.getsockname()[1]} --peer '{FINGERPRINT}'"
+            r.listening(loop, onions=[f"{ONION}:9090"])  # the service's virtual port, not the listener's
+            assert r.invitation == f"p2pchat dial {ONION}:9090 --peer '{FINGERPRINT}'"
         with reach.Reach(FINGERPRINT, status=lines.append, quiet=True) as r:
             r.listening(loop)
             assert r.invitation is None
@@ -163,3 +165,24 @@ def test_the_printed_command_run_as_is_connects_and_pins_the_key(homes: tuple[Pa
             assert dia.finish() == 3
         assert "is not the one given with --peer" in dia.stderr_text
     assert impostor.out == []
+
+
+def test_behind_tor_the_invitation_names_only_the_onion_address(homes: tuple[Path, Path], tmp_path: Path) -> None:
+    from .torprocs import start_tor  # a real tor without network, as in test_tor.py (skips without tor)
+
+    tor = start_tor(tmp_path / "tor", "--CookieAuthentication", "1")
+    try:
+        lis = Proc(["listen", "--tor", "--tor-control", tor.control, "--name", "lis"], homes[0])
+        with lis:
+            onion = lis.wait_err(r"onion service ([a-z2-7]{56}\.onion:9090) is set up")[1]
+            assert _invitation(lis)[:3] == ["dial", onion, "--peer"]  # no loopback, no interface address
+    finally:
+        tor.stop()
+
+
+def test_upnp_and_tor_together_is_a_usage_error(tmp_path: Path) -> None:
+    with Proc(["listen", "--tor", "--upnp", "--tor-control", "127.0.0.1:9"], tmp_path) as proc:
+        assert proc.finish() == 2
+    assert proc.err == [
+        "p2pchat: --upnp and --tor do not go together: an onion service needs no open port on the router\n"
+    ]

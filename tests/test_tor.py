@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.core import torcontrol as tc
-from p2pchat.errors import LocalError, NetworkError, UsageError
+from p2pchat.errors import LocalError, NetworkError, SecurityError, UsageError
 from p2pchat.link import onionkey
 from p2pchat.link import tor as torlink
 
@@ -239,6 +239,7 @@ def test_the_address_is_printed_once_the_descriptor_is_uploaded(tmp_path: Path) 
         "SETEVENTS HS_DESC",  # before ADD_ONION: no event can be missed
         "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port=9090,127.0.0.1:4321",
         "GETCONF DisableNetwork",
+        "SETEVENTS",  # no more events: nobody reads them during the chat
         f"DEL_ONION {SERVICE_ID}",
     ]
 
@@ -298,3 +299,25 @@ def test_listen_tor_without_tor(homes: tuple[Path, Path]) -> None:
         assert lis.finish() == 1
     assert f"p2pchat: no Tor control port answers at 127.0.0.1:{port}: start Tor" in lis.stderr_text
     assert "Traceback" not in lis.stderr_text
+
+
+def test_onion_key_file_checks(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert onionkey.load(home, IDENTITY) is None
+    key = "ED25519-V3:" + "A" * 86 + "=="
+    path = onionkey.save(home, IDENTITY, key)
+    assert onionkey.load(home, IDENTITY) == key
+    path.chmod(0o640)
+    with pytest.raises(SecurityError, match=r"accessible by other users.*chmod 600"):
+        onionkey.load(home, IDENTITY)
+    path.chmod(0o600)
+    path.write_text("ED25519-V3:not a key\n")
+    with pytest.raises(LocalError, match="is corrupt"):
+        onionkey.load(home, IDENTITY)
+    path.unlink()
+    (tmp_path / "elsewhere").write_text(key)
+    path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(LocalError, match="symbolic link"):
+        onionkey.load(home, IDENTITY)
+    with pytest.raises(ValueError):
+        onionkey.save(home, IDENTITY, "RSA1024:AAAA")

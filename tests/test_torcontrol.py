@@ -231,6 +231,7 @@ def test_commands() -> None:
     assert tc.del_onion(SERVICE_ID) == f"DEL_ONION {SERVICE_ID}\r\n".encode()
     assert tc.getinfo("a", "b") == b"GETINFO a b\r\n"
     assert tc.setevents("HS_DESC") == b"SETEVENTS HS_DESC\r\n"
+    assert tc.setevents() == b"SETEVENTS\r\n"
 
 
 @pytest.mark.parametrize("word", ["a b", "x\r\nQUIT", "", "caf\u00e9", "tab\there"])

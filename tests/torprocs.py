@@ -7,6 +7,7 @@ opens no SOCKS port and never uploads a descriptor. Its control port is chosen b
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import shutil
@@ -62,7 +63,7 @@ def start_tor(directory: Path, *options: str) -> Tor:
     torrc.write_text("")
     args = [tor_path(), "--defaults-torrc", str(torrc), "-f", str(torrc), "--DataDirectory", str(data)]
     args += ["--DisableNetwork", "1", "--SocksPort", "0", "--ControlPort", "127.0.0.1:auto"]
-    args += ["--Log", "notice stdout", *options]
+    args += ["--Log", "notice stdout", "--__OwningControllerProcess", str(os.getpid()), *options]  # dies with us
     popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     assert popen.stdout is not None
     lines: queue.Queue[str] = queue.Queue()

@@ -42,8 +42,10 @@ class WirePeer:
         self._buffer = b""
 
     @classmethod
-    def dial(cls, port: int, **kwargs: Any) -> WirePeer:
-        return cls(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT), initiator=True, **kwargs)
+    def dial(cls, port: int, source: str = "127.0.0.1", **kwargs: Any) -> WirePeer:
+        """Call a listener on loopback, from *source* (any 127.x.y.z: another address to throttle)."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0))
+        return cls(sock, initiator=True, **kwargs)
 
     # -- frames ----------------------------------------------------------------
 

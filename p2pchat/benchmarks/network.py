@@ -25,7 +25,7 @@ from ..core.messages import MAX_PADDED, MAX_TEXT_BYTES
 from ..core.session import HandshakeComplete, Session
 from ..events import ChatEvent, LinkFailed, Received
 from ..link import handshake, sockets
-from .servers import DONE, ECHO, LOOPBACK, RECORD, SINK, BenchError, ServerProcess, ask, make_session, start_link
+from .servers import DONE, ECHO, LOOPBACK, RECORD, SINK, BenchError, ServerProcess, ask, make_session, open_link
 from .tls import Tls
 
 ECHO_SIZE = 64  # bytes in a round-trip message
@@ -121,7 +121,8 @@ class P2PChatClient:
         self.arrived = threading.Event()
         self.last = ""
         self.failed: LinkFailed | None = None
-        self.link = start_link(sock, session, early, self._on_event)
+        self.link = open_link(sock, session)
+        self.link.start(self._on_event, early)
 
     def _on_event(self, event: ChatEvent) -> None:
         if isinstance(event, Received):

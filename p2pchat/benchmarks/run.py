@@ -52,6 +52,7 @@ def run(settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="p2pchat-bench-") as directory:
         home = Path(directory)
+        processes.pycache = home / "pycache"
         tls.make_certificate(home)
         context = tls.load(home)
         kinds = ("p2pchat-handshakes", "tls-handshakes", "tcp-handshakes", "p2pchat", "tls", "tcp")
@@ -87,6 +88,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "openssl": ssl.OPENSSL_VERSION,
         "tls_group": context.group,
         "tls_group_source": "requested (X25519)" if context.group_requested else "the TLS library's default",
+        "bytecode": processes.bytecode_note(),
     }
     report["goals_met"] = goals(report)
     report["seconds"] = time.perf_counter() - started

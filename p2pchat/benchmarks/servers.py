@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -59,13 +58,9 @@ def make_session(initiator: bool, key: X25519PrivateKey) -> Session:
     return Session(initiator=initiator, static_key=key, hello=Hello("bench", CLIENT, features()))
 
 
-def start_link(
-    sock: socket.socket, session: Session, early: list[Event], on_event: Callable[[ChatEvent], None]
-) -> connection.Link:
-    """The chat layer the real program runs over a connected socket: its threads, acks and back-pressure."""
-    link = connection.Link(sock, session)
-    link.start(on_event, early)
-    return link
+def open_link(sock: socket.socket, session: Session) -> connection.Link:
+    """The chat layer the real program runs over a connected socket (threads, acks, back-pressure), not started."""
+    return connection.Link(sock, session)
 
 
 # -- the server side (runs in the child process) --------------------------------------------------
@@ -119,6 +114,7 @@ def _as_the_listener_checks(done: HandshakeComplete) -> None:
 
 
 def _serve_link(conn: socket.socket, session: Session, early: list[Event]) -> None:
+    link = open_link(conn, session)
     ended = threading.Event()
     received = [0]
 
@@ -134,7 +130,7 @@ def _serve_link(conn: socket.socket, session: Session, early: list[Event]) -> No
         elif isinstance(event, (PeerLeft, LinkFailed)):
             ended.set()
 
-    link = start_link(conn, session, early, on_event)
+    link.start(on_event, early)
     ended.wait()  # the client always leaves: bye, or a closed connection
     link.close(say_bye=False)
 

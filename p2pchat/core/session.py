@@ -28,6 +28,7 @@ from ..errors import (
     LocalProtocolError,
     MessageError,
     P2PChatError,
+    PassphraseMismatch,
     RemoteProtocolError,
 )
 from . import binary, messages
@@ -36,6 +37,7 @@ from .messages import Ack, Bye, Hello, Message, Rekey, Text
 from .noise import CipherState, HandshakeState
 
 PROLOGUE = b"p2pchat/1"  # binds the handshake to this protocol and version
+FIRST_MESSAGE_LEN = {False: 32, True: 48}  # -> e without, with a psk (keyed by "with a psk")
 REKEY_INTERVAL = 1000  # messages between our rekeys: well inside the protocol's 10,000
 
 # Argon2id turns a passphrase into the XXpsk3 psk; the costs are part of the protocol.
@@ -87,6 +89,8 @@ class Session:
             generate=generate,
         )
         self.initiator = initiator
+        self._with_psk = psk is not None
+        self._handshake_read = 0  # handshake messages read so far
         self._hello = hello
         self._rekey_interval = rekey_interval
         self._decoder = FrameDecoder()
@@ -113,6 +117,11 @@ class Session:
     def features(self) -> frozenset[str]:
         """The extensions both sides announced in hello; empty until the peer's hello is read."""
         return self._features
+
+    @property
+    def handshake_messages_read(self) -> int:
+        """How many of the peer's handshake messages this side has read (whole or failed)."""
+        return self._handshake_read
 
     @property
     def has_unsent_data(self) -> bool:
@@ -243,7 +252,19 @@ class Session:
     def _read_handshake(self, handshake: HandshakeState, frame: memoryview, events: list[Event]) -> None:
         if handshake.my_turn_to_write():
             raise HandshakeError("the peer sent a handshake message out of turn")
-        if handshake.read_message(frame):
+        self._handshake_read += 1
+        if not self.initiator and self._handshake_read == 1 and len(frame) == FIRST_MESSAGE_LEN[not self._with_psk]:
+            # -> e is 32 bytes, or 48 with a psk (its empty payload is then encrypted): the length tells.
+            raise PassphraseMismatch()
+        try:
+            payload = handshake.read_message(frame)
+        except HandshakeError as exc:
+            if self._with_psk and not self.initiator and self._handshake_read == 2:
+                # The psk is mixed in at the end of the last message: failing there is what a
+                # different passphrase looks like (or tampering with that message).
+                raise PassphraseMismatch() from exc
+            raise
+        if payload:
             # Payloads are empty on the wire. One that is not would be free input to the
             # handshake hash, letting a man in the middle grind matching safety codes cheaply.
             raise HandshakeError("the peer sent a handshake message with a payload (the protocol has none)")

@@ -16,6 +16,7 @@ from ..errors import (
     HandshakeTimeout,
     NetworkError,
     P2PChatError,
+    PassphraseMismatch,
     RemoteProtocolError,
 )
 from .sockets import peer_name
@@ -40,14 +41,20 @@ def handshake(
     session: Session,
     verify: Callable[[HandshakeComplete], None] = lambda _: None,
     timeout: float = HANDSHAKE_TIMEOUT,
+    *,
+    first_timeout: float | None = None,
 ) -> tuple[Peer, list[Event]]:
     """Run the handshake and wait for the peer's hello, all within *timeout*.
 
     *verify* sees the peer's key before this side sends anything after it (our
     last handshake message, our hello); raising there aborts with nothing said.
+    A listener gives the caller's first message a shorter *first_timeout*.
     Returns the peer and any events that arrived right behind its hello.
     """
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
+    first_deadline = min(deadline, start + first_timeout) if first_timeout is not None else deadline
+    answered = False  # the peer's first handshake message arrived
     complete: HandshakeComplete | None = None
     hello: Hello | None = None
     pending: list[Event] = []
@@ -55,11 +62,27 @@ def handshake(
     try:
         _send(sock, session.data_to_send(), deadline)
         while hello is None:
-            data = _recv(sock, deadline)
+            try:
+                data = _recv(sock, deadline if answered else first_deadline)
+            except TimeoutError:
+                if not answered and first_deadline < deadline:
+                    raise HandshakeTimeout(
+                        f"the caller did not start the handshake within {first_deadline - start:g} s"
+                    ) from None
+                raise
             if not data:
+                if session.initiator and not answered:
+                    # A p2pchat listener hangs up on our first message when its psk setting differs.
+                    raise PassphraseMismatch(
+                        "the listener hung up at our first handshake message: "
+                        "the passphrases may differ (or one side has none), or it is refusing callers for now"
+                    )
                 session.receive_eof()  # raises, unless the peer said bye before hello
                 raise ConnectionLost("the peer left during the handshake")
-            for event in session.receive_data(data):
+            events = session.receive_data(data)
+            # A dialer is answered by any byte; a listener only by a whole first message (no slow drip).
+            answered = answered or session.initiator or session.has_unsent_data or session.handshake_complete
+            for event in events:
                 if isinstance(event, HandshakeComplete):
                     complete = event
                     verify(event)
@@ -77,7 +100,7 @@ def handshake(
         if sent_everything and not session.bye_received:
             # We finished our part, and the peer hung up instead of saying hello.
             raise HandshakeError(
-                "the peer ended the handshake: a passphrase that differs, or it refused our key"
+                "the peer ended the handshake: the passphrases may differ (or one side has none), or it refused our key"
             ) from exc
         raise
     except OSError as exc:

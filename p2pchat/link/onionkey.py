@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.torcontrol import check_private_key
 from ..errors import LocalError, SecurityError
-from ..identity import write_atomically
+from ..identity import _read_private, write_atomically
 
 DIRECTORY = "onion"
 MAX_SIZE = 1024  # bytes: the key is 100; anything larger is not our file
@@ -28,20 +28,17 @@ def path_for(directory: Path, identity: bytes) -> Path:
 def load(directory: Path, identity: bytes) -> str | None:
     """The kept key, or None if this identity has none yet."""
     path = path_for(directory, identity)
-    try:
-        info = path.stat()
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            raise SecurityError(
-                f"onion key {path} is accessible by other users; refusing to use it (fix: chmod 600 {path})"
-            )
-        with open(path, "rb") as file:
-            data = file.read(MAX_SIZE + 1)
-    except FileNotFoundError:
+    # As the identity key: StrictModes checks, no symbolic link, and no file others can read.
+    found = _read_private(path, "onion key")
+    if found is None:
         return None
-    except OSError as exc:
-        raise LocalError(f"cannot read onion key {path}: {exc.strerror or exc}") from exc
+    data, info = found
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise SecurityError(
+            f"onion key {path} is accessible by other users; refusing to use it (fix: chmod 600 {path})"
+        )
     try:
-        return check_private_key(data.decode("ascii").strip())
+        return check_private_key(data[:MAX_SIZE].decode("ascii").strip())
     except (UnicodeDecodeError, ValueError) as exc:
         raise LocalError(
             f"onion key {path} is corrupt; restore it from a backup, or move it away for a new address"

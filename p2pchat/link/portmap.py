@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import random
 import re
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +31,7 @@ from ..core import natpmp
 
 LEASE = 1200  # seconds asked for: a crashed p2pchat leaves the port open at most 20 minutes
 RENEW_FRACTION = 0.5  # renew when half the lease granted has passed (RFC 6886 section 3.3 says so too)
+MIN_RENEW = 0.5  # seconds between renewals at least, whatever lifetime a router grants
 RETRY_AFTER = 30.0  # seconds before trying again when a renewal failed (the lease may still run)
 UPNP_DISCOVERY_MS = 1000  # SSDP answers on a LAN come in milliseconds; miniupnpc waits this long per search
 FIND_TIMEOUT = 15.0  # seconds for finding a router: miniupnpc makes up to 4 searches of UPNP_DISCOVERY_MS
@@ -83,6 +87,8 @@ def map_port(
     milliseconds or not at all), and the first in order of preference that found a router is used.
     """
     finders = routers if routers is not None else (UPnPRouter.find, NatPmpRouter.find)
+    if not finders:
+        raise PortMapError("no router to ask")
     found: list[Router | PortMapError | None] = [None] * len(finders)
 
     def find(index: int) -> None:
@@ -90,13 +96,18 @@ def map_port(
             found[index] = finders[index]()
         except PortMapError as exc:
             found[index] = exc
+        except Exception as exc:  # a bug here must not end the listener: one line, details with -v
+            log.debug("finding a router failed", exc_info=exc)
+            found[index] = PortMapError(f"looking for a router failed ({_clean(repr(exc))})")
 
     threads = [threading.Thread(target=find, args=(index,), daemon=True) for index in range(len(finders))]
-    for thread in threads:
-        thread.start()
     reasons: list[str] = []
     deadline = time.monotonic() + FIND_TIMEOUT
-    for index, thread in enumerate(threads):
+    with _c_stderr_to_log():  # until the first (UPnP, the one that prints) has finished
+        for thread in threads:
+            thread.start()
+        threads[0].join(max(0.0, deadline - time.monotonic()))
+    for index, thread in enumerate(threads):  # in order of preference; the first that maps wins
         thread.join(max(0.0, deadline - time.monotonic()))
         result = found[index]
         if isinstance(result, PortMapError) or result is None:
@@ -110,7 +121,36 @@ def map_port(
         kept = KeptMapping(result, lease, lifetime)
         kept.start()
         return kept
-    raise PortMapError("; ".join(reasons) or "no router to ask")
+    raise PortMapError("; ".join(reasons))
+
+
+@contextlib.contextmanager
+def _c_stderr_to_log() -> Iterator[None]:
+    """File descriptor 2 into a temporary file while routers are searched, then into the -v log.
+
+    miniupnpc's C code reports socket errors with perror() ("sendto: Network is unreachable"),
+    which would land between p2pchat's own one-line messages. This runs in the main thread and
+    restores stderr in ``finally``, so a Ctrl-C meanwhile still prints its line.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr at all: nothing to protect
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                capture.seek(0)
+                said = capture.read(4096).decode("utf-8", "replace").strip()
+                if said:
+                    log.debug("the UPnP library said: %s", said.replace("\n", "; "))
+    finally:
+        os.close(saved)
 
 
 def _open_free(router: Router, port: int, lifetime: int) -> Lease:
@@ -146,7 +186,7 @@ class KeptMapping:
             self._thread.start()
 
     def _keep(self) -> None:
-        wait = self.lease.lifetime * RENEW_FRACTION
+        wait = max(MIN_RENEW, self.lease.lifetime * RENEW_FRACTION)
         while not self._stop.wait(wait):
             with self._lock:
                 if self._stop.is_set():
@@ -154,10 +194,12 @@ class KeptMapping:
                 try:
                     self.lease = self.router.open(self.lease.internal_port, self.lease.external_port, self.lifetime)
                     self.renewals += 1
-                    wait = self.lease.lifetime * RENEW_FRACTION
+                    if self.lease.lifetime == 0:  # now permanent: nothing more to renew, only to remove
+                        return
+                    wait = max(MIN_RENEW, self.lease.lifetime * RENEW_FRACTION)
                     log.debug("port mapping %s renewed for %d s", self.lease, self.lease.lifetime)
                 except PortMapError as exc:  # the router rebooted, say: try again while the lease may run
-                    wait = min(RETRY_AFTER, self.lease.lifetime * RENEW_FRACTION)
+                    wait = max(MIN_RENEW, min(RETRY_AFTER, self.lease.lifetime * RENEW_FRACTION))
                     log.warning("could not renew the port mapping at %s: %s", self.lease, exc)
 
     def close(self) -> None:
@@ -268,7 +310,11 @@ class NatPmpRouter:
         A connected UDP socket only receives from the gateway's port 5351; an answer that does
         not parse is ignored (someone else's packet), and the wait goes on.
         """
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise PortMapError(f"cannot ask the gateway {self.gateway} ({exc.strerror or exc})") from exc
+        with sock:
             try:
                 sock.connect((self.gateway, self.port))
                 for wait in self.waits:

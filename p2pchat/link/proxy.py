@@ -85,6 +85,13 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(parts.hostname, port, username, password)
 
 
+def with_default_port(text: str) -> str:
+    """``X.onion`` without a port means ``X.onion:9090``, the port ``listen --tor`` publishes by default."""
+    if is_onion(text) and not text.startswith("["):
+        return f"{text}:{tor.DEFAULT_ONION_PORT}"
+    return text
+
+
 def check_destination(address: Address) -> Address:
     """*address*, with an onion name in its canonical form (lower case, no final dot) and checked.
 
@@ -104,6 +111,11 @@ def check_destination(address: Address) -> Address:
 
 def needs_proxy(address: Address, proxy: str | None) -> bool:
     return proxy is not None or (address.host is not None and is_onion(address.host))
+
+
+def describe(address: Address, proxy: str | None) -> str:
+    """Where a proxied connection goes, for people: the peer's address and the way there."""
+    return f"{address} through {parse_proxy(proxy)}" if proxy is not None else f"{address} through Tor"
 
 
 def dial(address: Address, proxy: str | None = None, tor_control: str | None = None) -> socket.socket:

@@ -234,7 +234,7 @@ def authenticate(
             reply = control.request(tc.authenticate(cookie))
             if not reply.ok:
                 raise NetworkError(
-                    f"Tor at {where} refused the cookie in {info.cookie_file} "
+                    f"Tor at {where} refused the cookie in {tc.printable(info.cookie_file)} "
                     f"({tc.printable(reply.text)}): is that file this Tor's?"
                 )
         return
@@ -245,15 +245,16 @@ def authenticate(
 
 
 def _read_cookie(path: str) -> bytes:
+    shown = tc.printable(path)  # the path comes from whatever answered on the control port
     try:
         with open(path, "rb") as file:
             cookie = file.read(tc.COOKIE_SIZE + 1)
     except PermissionError as exc:
-        raise LocalError(f"cannot read Tor's cookie file {path}: permission denied; {_group_hint(path)}") from exc
+        raise LocalError(f"cannot read Tor's cookie file {shown}: permission denied; {_group_hint(path)}") from exc
     except OSError as exc:
-        raise LocalError(f"cannot read Tor's cookie file {path}: {exc.strerror or exc}") from exc
+        raise LocalError(f"cannot read Tor's cookie file {shown}: {exc.strerror or exc}") from exc
     if len(cookie) != tc.COOKIE_SIZE:
-        raise LocalError(f"{path} is not a Tor cookie file (it should hold {tc.COOKIE_SIZE} bytes)")
+        raise LocalError(f"{shown} is not a Tor cookie file (it should hold {tc.COOKIE_SIZE} bytes)")
     return cookie
 
 
@@ -263,7 +264,7 @@ def _safecookie(control: TorControl, cookie: bytes, cookie_file: str, client_non
     if not tc.server_hash_matches(expected, server_hash):
         # Tor does not know our cookie: a stale cookie file, or not the Tor we think. Send nothing more.
         raise NetworkError(
-            f"Tor at {control.where} does not know the cookie in {cookie_file}: "
+            f"Tor at {control.where} does not know the cookie in {tc.printable(cookie_file)}: "
             "the file is stale or belongs to another Tor"
         )
     reply = control.request(tc.authenticate(client_hash))
@@ -361,6 +362,14 @@ class OnionService:
         self._wait_published(control, added.service_id, started)
 
     def _wait_published(self, control: TorControl, service_id: str, started: float) -> None:
+        try:
+            self._wait_upload(control, service_id, started)
+        finally:
+            # Nobody reads this connection during the chat: no more events, so none pile up in Tor.
+            with contextlib.suppress(P2PChatError):
+                control.request(tc.setevents()).check()
+
+    def _wait_upload(self, control: TorControl, service_id: str, started: float) -> None:
         conf = tc.parse_getconf(control.request(tc.getconf("DisableNetwork")))
         if conf.get("DisableNetwork") == "1":
             # Nothing will be uploaded until Tor may use the network: say so instead of waiting.

@@ -1,10 +1,16 @@
-"""The interactive interface (stdin is a terminal), with prompt_toolkit. No crypto here.
+"""The interactive interface (stdin and stdout are terminals), with prompt_toolkit. No crypto here.
 
 Layout, top to bottom: a status bar; the conversation, newest line last; the
-input line, always on the bottom row. Messages arrive from the receiver thread
+input line, always on the bottom rows. Messages arrive from the receiver thread
 through :meth:`ChatUI.on_event`, which hands them to the interface's event loop
 (``call_soon_threadsafe``), so a half-typed line is never disturbed.
-The conversation lives in memory only, and only its last MAX_LINES lines.
+
+The pieces with rules in them are pure modules of their own: :mod:`.transcript`
+(entries, marks, rows), :mod:`.wrap`, :mod:`.scroll`, :mod:`.status`,
+:mod:`.commands`. This module only wires them to prompt_toolkit. When the
+interface closes, for any reason, the conversation's last screenful and every
+line not printed before go to the terminal's normal scrollback, then a draft
+left in the input line (``not sent: ...``).
 """
 
 from __future__ import annotations
@@ -12,30 +18,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prompt_toolkit.application import Application
+from prompt_toolkit.application import Application, run_in_terminal
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.data_structures import Point
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input.ansi_escape_sequences import ANSI_SEQUENCES
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import Dimension, HSplit, Layout, Window
-from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
-from prompt_toolkit.layout.processors import BeforeInput
+from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl, UIContent, UIControl
+from prompt_toolkit.layout.processors import TabsProcessor
+from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.output.color_depth import ColorDepth
 from prompt_toolkit.styles import Style
 
-from ..events import ChatEvent, Delivered, Ending, LinkFailed, PeerLeft, Received
+from ..events import (
+    ChatEvent,
+    Delivered,
+    Ending,
+    LinkDown,
+    LinkFailed,
+    LinkUp,
+    PeerDone,
+    PeerLeft,
+    PeerRestarted,
+    Received,
+    Reconnecting,
+)
+from . import cells, commands
 from .sanitize import clean_text, preview
+from .scroll import WHEEL_ROWS, Scroll
+from .status import LinkState, Segment, advance, layout, state_words
+from .transcript import MAX_LINES, YOU, Entry, Transcript
 
-MAX_LINES = 5000  # conversation lines kept on screen; older ones are forgotten, never written anywhere
+if TYPE_CHECKING:
+    from prompt_toolkit.key_binding.key_bindings import NotImplementedOrNone
+
+__all__ = ["COLOURS", "MAX_LINES", "ChatUI", "Person"]
+
 INPUT_MAX_ROWS = 8  # the input grows with Alt+Enter up to this many rows, then scrolls
+TITLE = "p2pchat — {peer}"
+
+# Focus reports (xterm's mode 1004): prompt_toolkit has no key for them, so they borrow two keys
+# no keyboard sends. Terminals without focus reports never send them: focus then stays unknown.
+FOCUS_IN, FOCUS_OUT = Keys.ControlF23, Keys.ControlF24
+ANSI_SEQUENCES.setdefault("\x1b[I", FOCUS_IN)
+ANSI_SEQUENCES.setdefault("\x1b[O", FOCUS_OUT)
 
 # Names get one of these, chosen from their key, so a colour means the same person every run.
 COLOURS = (
@@ -61,17 +97,13 @@ STYLE = Style.from_dict(
         "system": "italic",
         "warning": "bold ansired",
         "pending": "ansibrightblack",
+        "mark": "bold",
+        "mark.failed": "bold ansired",
+        "me": "bold underline",
+        "marker": "reverse",
         "prompt": "bold",
     }
 )
-
-HELP = [
-    "/me ACTION      say what you do: * name ACTION",
-    "/quit, /exit    leave the chat (Ctrl-D on an empty line does too)",
-    "/help           this list",
-    "//text          send a line that starts with /",
-    "Alt+Enter adds a line; Up and Down recall what you typed; PageUp and PageDown scroll.",
-]
 
 
 class ChatLink(Protocol):
@@ -86,10 +118,39 @@ class Person:
     colour: int  # index into COLOURS
 
 
-@dataclass
-class _Line:
-    fragments: StyleAndTextTuples
-    pending: bool = False  # one of our texts the peer has not acknowledged yet
+class _Conversation(UIControl):
+    """The conversation's visible rows, computed for the window's width and height only."""
+
+    def __init__(self, transcript: Transcript, scroll: Scroll) -> None:
+        self.transcript = transcript
+        self.scroll = scroll
+        self.width = 80
+        self.height = 20
+
+    def preferred_height(self, width: int, max_available_height: int, *_: object) -> int:
+        # Only as tall as the conversation: until the screen fills, it sits right on the input line.
+        return min(max_available_height, self.transcript.total(width) + (1 if self.scroll.scrolled else 0))
+
+    def create_content(self, width: int, height: int) -> UIContent:
+        self.width, self.height = width, height
+        total = self.transcript.total(width)
+        self.scroll.resized(total, height)
+        start, end = self.scroll.window(total, height)
+        rows: list[StyleAndTextTuples] = list(self.transcript.rows(width, start, end))  # type: ignore[arg-type]
+        if self.scroll.scrolled:
+            marker = self.scroll.marker()
+            rows.append([("class:marker", marker + " " * max(0, width - cells.width(marker)))])
+        return UIContent(get_line=lambda i: rows[i], line_count=len(rows), show_cursor=False)
+
+    def mouse_handler(self, mouse_event: MouseEvent) -> NotImplementedOrNone:
+        total = self.transcript.total(self.width)
+        if mouse_event.event_type == MouseEventType.SCROLL_UP:
+            self.scroll.wheel(WHEEL_ROWS, total, self.height)
+        elif mouse_event.event_type == MouseEventType.SCROLL_DOWN:
+            self.scroll.wheel(-WHEEL_ROWS, total, self.height)
+        else:
+            return NotImplemented
+        return None
 
 
 @dataclass
@@ -101,15 +162,22 @@ class ChatUI:
     peer: Person
     trust: Callable[[], str]  # "verified", "unverified" or "new", shown in the status bar
     commands: dict[str, Callable[[str], list[str]]] = field(default_factory=dict)  # e.g. /verify
+    bell: bool = True
     ended: ChatEvent | None = None
-    _lines: deque[_Line] = field(default_factory=lambda: deque(maxlen=MAX_LINES))
-    _by_id: dict[int, list[_Line]] = field(default_factory=dict)
+    state: LinkState = field(default_factory=LinkState)
     _inbox: list[ChatEvent] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
-    _scroll_back: int = 0
+    _focused: bool | None = None  # None: the terminal never said
+    _unread: int = 0  # messages that came in while unfocused
+    _title: str = ""
+    _tick: asyncio.TimerHandle | None = None
+    _was_unsure: bool = False
 
     def __post_init__(self) -> None:
+        self.transcript = Transcript()
+        self.scroll = Scroll()
+        self._view = _Conversation(self.transcript, self.scroll)
         self._input = Buffer(history=InMemoryHistory(), multiline=True)
         self._app: Application[Ending] = Application(
             layout=Layout(
@@ -117,14 +185,10 @@ class ChatUI:
                     [
                         Window(FormattedTextControl(self._status), height=1, style="class:status"),
                         Window(),  # an empty filler: the conversation sits on the input line, as in chat apps
+                        Window(self._view, dont_extend_height=True, always_hide_cursor=True),
                         Window(
-                            FormattedTextControl(self._conversation, get_cursor_position=self._last_line),
-                            wrap_lines=True,
-                            always_hide_cursor=True,
-                            dont_extend_height=True,
-                        ),
-                        Window(
-                            BufferControl(self._input, input_processors=[BeforeInput("> ", style="class:prompt")]),
+                            BufferControl(self._input, input_processors=[TabsProcessor()]),
+                            get_line_prefix=_prompt,
                             height=Dimension(min=1, max=INPUT_MAX_ROWS),
                             dont_extend_height=True,
                             wrap_lines=True,
@@ -136,6 +200,9 @@ class ChatUI:
             key_bindings=self._key_bindings(),
             style=STYLE,
             full_screen=True,
+            mouse_support=True,
+            before_render=lambda app: self._before_render(),
+            after_render=lambda app: self._after_render(),
             color_depth=ColorDepth.DEPTH_1_BIT if os.environ.get("NO_COLOR") else None,
         )
 
@@ -158,11 +225,29 @@ class ChatUI:
         self._app.invalidate()
 
     def _show_event(self, event: ChatEvent) -> None:
+        self.state = advance(self.state, event)
         if isinstance(event, Received):
-            self._add_message(self.peer, event.text, event.action)
+            self._add(
+                Entry(_stamp(), _display(event.text), self.peer.name, _name_style(self.peer), action=event.action)
+            )
+            if self._focused is False:
+                self._unread += 1
+            if self.bell and self._focused is not True:
+                self._app.output.bell()
         elif isinstance(event, Delivered):
-            for line in self._by_id.pop(event.id, []):
-                line.pending = False
+            self.transcript.delivered(event.id)
+        elif isinstance(event, LinkDown):
+            self.system(f"connection lost: {event.reason}; your messages wait", warning=True, at=event.at)
+        elif isinstance(event, LinkUp):
+            again = f"; {event.resent} of your messages sent again" if event.resent else ""
+            self.system(f"connection resumed{again}", at=event.at)
+        elif isinstance(event, PeerRestarted):
+            self.transcript.undelivered({message_id for message_id, _ in event.undelivered})
+            self.system(f"{self.peer.name}'s program restarted; a new conversation begins", warning=True)
+            for _, text in event.undelivered:
+                self.system(f"not delivered: {preview(text, 60)}", warning=True)
+        elif isinstance(event, PeerDone):
+            self.system(f"{self.peer.name} has finished typing (their input ended); they still receive")
         elif isinstance(event, (PeerLeft, LinkFailed)) and self.ended is None:
             self.ended = event
             if isinstance(event, PeerLeft):
@@ -170,68 +255,86 @@ class ChatUI:
             else:
                 self.system(str(event.error), warning=True)
             undelivered = self.link.unacknowledged()
+            self.transcript.undelivered(set(undelivered))
             for text in undelivered.values():
                 self.system(f"not delivered: {preview(text, 60)}", warning=True)
-            self.system("Press Enter to close.")
+            if self._input.text.strip():
+                self.system("Your draft stays in the input; Enter or Ctrl-D closes and prints it as not sent.")
+            else:
+                self.system("Press Enter to close.")
+        elif isinstance(event, Reconnecting):
+            pass  # the status bar counts down
 
     # -- what the conversation shows ---------------------------------------------
 
-    def system(self, text: str, warning: bool = False) -> None:
+    def system(self, text: str, warning: bool = False, at: float | None = None) -> None:
         """A line from p2pchat itself (joins, safety codes, warnings)."""
-        style = "class:warning" if warning else "class:system"
         for part in text.split("\n"):
-            self._lines.append(_Line([("class:time", time.strftime("%H:%M ")), (style, f"-- {part}")]))
+            self._add(Entry(_stamp(at), part, warning=warning), peer_message=False)
         self._app.invalidate()
 
-    def _add_message(self, who: Person, text: str, action: bool, ids: list[int] | None = None) -> None:
-        stamp = time.strftime("%H:%M ")
-        name_style = f"bold {COLOURS[who.colour % len(COLOURS)]}"
-        head: StyleAndTextTuples = [("class:time", stamp)]
-        head += [("", "* "), (name_style, who.name), ("", " ")] if action else [(name_style, who.name), ("", ": ")]
-        indent = " " * sum(len(t) for _, t, *_ in head)
-        new_lines = []
-        for number, part in enumerate(clean_text(text).expandtabs(4).split("\n")):
-            start: StyleAndTextTuples = head if number == 0 else [("", indent)]
-            line = _Line([*start, ("", part)], pending=ids is not None)
-            self._lines.append(line)
-            new_lines.append(line)
-        for message_id in ids or []:
-            self._by_id.setdefault(message_id, []).extend(new_lines)
+    def _add(self, entry: Entry, peer_message: bool = True) -> None:
+        dropped = self.transcript.add(entry)
+        rows = len(entry.rows(self._view.width))
+        self.scroll.added(rows, 1 if peer_message and not entry.mine else 0)
+        if dropped:
+            self.scroll.resized(self.transcript.total(self._view.width), self._view.height)
 
-    def _conversation(self) -> StyleAndTextTuples:
-        out: StyleAndTextTuples = []
-        for number, line in enumerate(self._lines):
-            if number:
-                out.append(("", "\n"))
-            if line.pending:
-                out.extend(("class:pending " + style, text) for style, text, *_ in line.fragments)
-            else:
-                out.extend(line.fragments)
-        return out
+    def _send(self, text: str, action: bool) -> None:
+        ids = self.link.send_text(text, action)
+        self.scroll.end()  # what you send, you see
+        self._add(Entry(_stamp(), _display(text), YOU, "class:me", mine=True, action=action, waiting=set(ids)))
 
-    def _last_line(self) -> Point:
-        # The window scrolls to keep this "cursor" in view: the end of the newest line, or
-        # further up while the reader has scrolled back.
-        if not self._lines:
-            return Point(0, 0)
-        row = max(0, len(self._lines) - 1 - self._scroll_back)
-        # The last character, not one past it: a line that fills the width exactly would show a blank row.
-        return Point(max(0, sum(len(t) for _, t, *_ in self._lines[row].fragments) - 1), row)
+    # -- status bar and title --------------------------------------------------------
 
     def _status(self) -> StyleAndTextTuples:
-        if self.ended is None:
-            state = "connected"
-        elif isinstance(self.ended, PeerLeft):
-            state = "left"
-        else:
-            state = "disconnected"
+        columns = self._app.output.get_size().columns
+        warn = "class:status.warn" if self.state.kind != "connected" else "class:status"
+        segments = [Segment(1, state_words(self.state, self.peer.name), warn)]
+        segments.append(Segment(2, (self.peer.name,), cuttable=True))
         waiting = self.link.unacknowledged_count()
-        parts = [f" {self.peer.name}", state, self.trust(), f"{waiting} unacknowledged"]
-        if self._scroll_back:
-            parts.append("scrolled back (PageDown)")
-        text = " · ".join(parts)
-        style = "class:status.warn" if self.ended is not None else "class:status"
-        return [(style, text), ("class:status", "  /help ")]
+        if waiting:
+            segments.append(Segment(3, (f"{waiting} pending",)))
+        trust = self.trust()
+        segments.append(Segment(4, ("new key, not verified", "new key") if trust == "new" else (trust,)))
+        fragments = layout(segments, columns, right=Segment(5, ("/help",)))
+        return [(f"class:status {style}".strip(), text) for style, text in fragments]
+
+    def title(self) -> str:
+        unread = self.scroll.unseen if self.scroll.scrolled else 0
+        unread = max(unread, self._unread)
+        title = TITLE.format(peer=self.peer.name)
+        return f"{title} ({unread} new)" if unread else title
+
+    def _before_render(self) -> None:
+        # An emoji sequence (ZWJ family, flag, skin tone) may take fewer or more cells on the terminal
+        # than prompt_toolkit counts, and a screen diff drawn over it leaves debris. While one is on
+        # screen, and once after, every frame is drawn whole: each row starts at a known column.
+        unsure = self._unsure_on_screen()
+        if unsure or self._was_unsure:
+            self._app.renderer._last_screen = None
+        self._was_unsure = unsure
+
+    def _unsure_on_screen(self) -> bool:
+        if cells.unsure(self.peer.name) or cells.unsure(self._input.text):
+            return True
+        total = self.transcript.total(self._view.width)
+        start, end = self.scroll.window(total, self._view.height)
+        return any(cells.unsure(text) for row in self.transcript.rows(self._view.width, start, end) for _, text in row)
+
+    def _after_render(self) -> None:
+        title = self.title()
+        if title != self._title:
+            self._title = title
+            self._app.output.set_title(title)
+            self._app.output.flush()
+        if self.state.kind == "reconnecting" and self._tick is None and self._loop is not None:
+            # The countdown: one wake-up a second while it shows, none otherwise.
+            def tick() -> None:
+                self._tick = None
+                self._app.invalidate()
+
+            self._tick = self._loop.call_later(1.0 - time.time() % 1.0, tick)
 
     # -- keys and commands --------------------------------------------------------
 
@@ -243,8 +346,30 @@ class ChatUI:
             self._submit()
 
         @keys.add("escape", "enter")  # Alt+Enter
+        @keys.add("c-j")
         def _(event: KeyPressEvent) -> None:
             self._input.insert_text("\n")
+
+        @keys.add(Keys.BracketedPaste)
+        def _(event: KeyPressEvent) -> None:
+            # A pasted block is inserted, newlines and all, and waits for Enter: never sent by the paste.
+            self._input.insert_text(event.data.replace("\r\n", "\n").replace("\r", "\n"))
+
+        @keys.add("tab")
+        def _(event: KeyPressEvent) -> None:
+            text = self._input.text
+            completed, candidates = commands.complete(text, self.commands)
+            if completed != text:
+                self._input.text = completed
+                self._input.cursor_position = len(completed)
+            elif candidates:
+                self.system("  ".join(candidates))
+            elif not text.startswith("/"):
+                self._input.insert_text("\t")
+
+        @keys.add("c-z")
+        def _(event: KeyPressEvent) -> None:
+            run_in_terminal(self._suspend)
 
         @keys.add("c-d")
         def _(event: KeyPressEvent) -> None:
@@ -259,51 +384,97 @@ class ChatUI:
 
         @keys.add("pageup")
         def _(event: KeyPressEvent) -> None:
-            self._scroll_back = min(len(self._lines) - 1, self._scroll_back + self._page())
+            self.scroll.page_up(*self._extent())
 
         @keys.add("pagedown")
         def _(event: KeyPressEvent) -> None:
-            self._scroll_back = max(0, self._scroll_back - self._page())
+            self.scroll.page_down(*self._extent())
+
+        # Home and End move in the input line while it is being edited; otherwise (and always
+        # with Ctrl) they go to the conversation's top and bottom.
+        @keys.add("c-home")
+        def _(event: KeyPressEvent) -> None:
+            self.scroll.home(*self._extent())
+
+        @keys.add("c-end")
+        def _(event: KeyPressEvent) -> None:
+            self._end()
+
+        @keys.add("home")
+        def _(event: KeyPressEvent) -> None:
+            if self._input.text and not self.scroll.scrolled:
+                self._input.cursor_position += self._input.document.get_start_of_line_position()
+            else:
+                self.scroll.home(*self._extent())
+
+        @keys.add("end")
+        def _(event: KeyPressEvent) -> None:
+            if self.scroll.scrolled or not self._input.text:
+                self._end()
+            else:
+                self._input.cursor_position += self._input.document.get_end_of_line_position()
+
+        @keys.add(FOCUS_IN)
+        def _(event: KeyPressEvent) -> None:
+            self._focused = True
+            self._unread = 0
+
+        @keys.add(FOCUS_OUT)
+        def _(event: KeyPressEvent) -> None:
+            self._focused = False
 
         return keys
 
-    def _page(self) -> int:
-        return max(1, self._app.output.get_size().rows - 3)
+    def _extent(self) -> tuple[int, int]:
+        return self.transcript.total(self._view.width), self._view.height
+
+    def _end(self) -> None:
+        self.scroll.end()
+        if self._focused is not False:
+            self._unread = 0
 
     def _submit(self) -> None:
-        if self.ended is not None:
-            self._app.exit(result=Ending.LINK_ENDED)
-            return
         text = self._input.text
-        if not text.strip():
+        if self.ended is not None:
+            self._app.exit(result=Ending.LINK_ENDED)  # a draft is printed as not sent
+            return
+        parsed = commands.parse(text, self.commands)
+        if parsed is None:
+            return
+        if isinstance(parsed, commands.Problem):
+            self.system(parsed.message, warning=True)  # the line stays in the input, to be fixed
             return
         self._input.reset(append_to_history=True)
-        self._scroll_back = 0
-        if text.startswith("/") and not text.startswith("//"):
-            self._command(text)
-        else:
-            self._send(text.removeprefix("/"), action=False)
-
-    def _command(self, line: str) -> None:
-        command, _, argument = line.partition(" ")
-        if command in ("/quit", "/exit"):
+        if isinstance(parsed, commands.Send):
+            self._send(parsed.text, parsed.action)
+        elif parsed.name == "/quit":
             self._app.exit(result=Ending.QUIT)
-        elif command == "/help":
-            for entry in HELP + [f"{name}" for name in sorted(self.commands)]:
-                self.system(entry)
-        elif command == "/me" and argument.strip():
-            self._send(argument.strip(), action=True)
-        elif command in self.commands:
-            for reply in self.commands[command](argument.strip()):
+        elif parsed.name == "/help":
+            for line in commands.help_lines(self.commands):
+                self.system(line)
+        elif parsed.name in self.commands:
+            for reply in self.commands[parsed.name](parsed.argument):
                 self.system(reply)
-        else:
-            self.system(f"unknown command {command}: /help lists them", warning=True)
-
-    def _send(self, text: str, action: bool) -> None:
-        ids = self.link.send_text(text, action)
-        self._add_message(self.me, text, action, ids)
 
     # -- running ---------------------------------------------------------------------
+
+    def _focus_reports(self, on: bool) -> None:
+        self._app.output.write_raw("\x1b[?1004h" if on else "\x1b[?1004l")
+        self._app.output.flush()
+
+    def _suspend(self) -> None:
+        """Ctrl-Z: the conversation so far to the scrollback, then stop until the shell's fg."""
+        self._focus_reports(False)
+        self._print_transcript()
+        sys.stdout.flush()
+        os.kill(0, signal.SIGTSTP)  # the whole process group, as the shell expects; returns on SIGCONT
+        self._focus_reports(True)
+        self._title = ""  # the shell may have changed the title meanwhile
+
+    def _print_transcript(self) -> None:
+        size = self._app.output.get_size()
+        for line in self.transcript.to_print(size.columns, max(1, size.rows - 1)):
+            print(line)
 
     def run(self) -> Ending:
         """Show the chat until the user leaves or the link ends and the user closes it."""
@@ -311,10 +482,49 @@ class ChatUI:
         def started() -> None:
             with self._lock:
                 self._loop = asyncio.get_running_loop()
+            self._focus_reports(True)
             self._drain()
 
+        ending: Ending | None = None
         try:
-            return self._app.run(pre_run=started)
+            ending = self._app.run(pre_run=started)
+            return ending
         finally:
             with self._lock:
                 self._loop = None
+            try:
+                self._focus_reports(False)
+                self._app.output.clear_title()
+                self._print_transcript()
+                self._report(ending)
+            except OSError:  # the terminal is gone (hang-up): nobody is left to read it
+                pass
+
+    def _report(self, ending: Ending | None) -> None:
+        """After the screen closes: what happened on our side, and a draft never sent."""
+        sys.stdout.flush()
+        if ending is Ending.QUIT:
+            print("p2pchat: you left the chat", file=sys.stderr)
+        elif ending is Ending.INTERRUPTED or (ending is None and self.ended is None):
+            print("p2pchat: you interrupted the chat", file=sys.stderr)
+        draft = self._input.text
+        if draft.strip():  # whole, never cut: it may be all that is left of what was typed
+            print("p2pchat: not sent: " + clean_text(draft).replace("\n", "\n    "), file=sys.stderr)
+        sys.stderr.flush()
+
+
+def _prompt(line: int, wrap_count: int) -> StyleAndTextTuples:
+    # "> " before the input's first row; its other rows line up under the text.
+    return [("class:prompt", "> " if line == 0 and wrap_count == 0 else "  ")]
+
+
+def _stamp(at: float | None = None) -> str:
+    return time.strftime("%H:%M", time.localtime(at))
+
+
+def _display(text: str) -> str:
+    return clean_text(text).expandtabs(4)
+
+
+def _name_style(person: Person) -> str:
+    return f"bold {COLOURS[person.colour % len(COLOURS)]}"
