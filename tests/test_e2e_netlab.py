@@ -49,6 +49,8 @@ def needs(command: str, *options: str) -> pytest.MarkDecorator:
 KEEPALIVE = 1  # seconds: the dead-link deadline is then 3 s
 LOSS_SLACK = 3.0  # on top of 3 x keepalive, for a loaded 2-core machine
 CUT = 8.0  # seconds, as issue #10 says: "a 50-line pipe chat across an 8-second silent cut"
+RESUME_FOR = 1  # seconds: the give-up test's --resume-for
+EXIT_AFTER_GIVING_UP = 5.0  # seconds from "not delivered" to the exit: threads end, nothing waits on
 LOST = r"^(p2pchat: )?connection lost"  # status lines, not a traceback that happens to say it
 BACK = r"^(p2pchat: )?reconnected"
 SLOW = os.environ.get("P2PCHAT_SLOW") == "1"  # the opt-in tests, too long for every CI run
@@ -90,7 +92,10 @@ def _clean(*procs: Proc) -> None:
 
 def _wait_exit(proc: Proc, timeout: float = TIMEOUT) -> int:
     """The exit code of a process that ends by itself (its stdin left open)."""
-    code = proc.popen.wait(timeout)
+    try:
+        code = proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {timeout:g} s later; stderr: {proc.stderr_text!r}") from None
     proc.finish()
     return code
 
@@ -139,8 +144,10 @@ def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelive
     homes: tuple[Path, Path],
 ) -> None:
     with NetLab() as lab:
-        lis, dia, _ = _pair(lab, homes, "--keepalive", str(KEEPALIVE), "--resume-for", "1")
-        # Before the cut: each side's text is shown, and its ack comes back ahead of the reply.
+        lis, dia, _ = _pair(lab, homes, "--keepalive", str(KEEPALIVE), "--resume-for", str(RESUME_FOR))
+        # Before the cut: each text is shown, then acknowledged; the reply to it follows that ack on
+        # the same stream, so each side has its acks before the cut. (The last ack, for "l-before 2",
+        # leaves within microseconds of the line shown; installing the cut takes milliseconds.)
         _say(dia, ["d-before"])
         lis.wait_out(r"^dia: d-before$")
         _say(lis, ["l-before"])
@@ -155,8 +162,10 @@ def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelive
         _say(lis, ["l-lost 1", "l-lost 2", "l-lost 3"])
         for proc in (dia, lis):
             proc.wait_err(LOST, timeout=3 * KEEPALIVE + LOSS_SLACK)
-        assert _wait_exit(dia) == 1, dia.stderr_text
-        assert _wait_exit(lis) == 1, lis.stderr_text
+        for proc in (dia, lis):
+            proc.wait_err(r"not delivered: ", timeout=RESUME_FOR + LOSS_SLACK)
+            # Given up means gone: not still waiting on a dial attempt into the dead link.
+            assert _wait_exit(proc, timeout=EXIT_AFTER_GIVING_UP) == 1, proc.stderr_text
     assert _not_delivered(dia) == ["d-lost 1", "d-lost 2"]
     assert _not_delivered(lis) == ["l-lost 1", "l-lost 2", "l-lost 3"]
     assert lis.out == ["dia: d-before\n", "dia: d-before 2\n"]
