@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from .core import binary
 from .core.messages import Hello
 from .core.noise import public_bytes
 from .core.session import Event, HandshakeComplete, Session, derive_psk
-from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError
+from .errors import ExitCode, KeyMismatchError, LocalError, P2PChatError, PassphraseMismatch, RemoteProtocolError
 from .events import ChatEvent, Ending, LinkFailed, PeerLeft
 from .link import connection, handshake, sockets
 from .link.acceptor import Acceptor
@@ -45,6 +46,7 @@ class ChatOptions:
     quiet: bool = False  # listen: no invitation
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
     bell: bool = True  # the full-screen interface rings on incoming messages
+    code: str | None = None  # --code: the short code (a fresh one when listening)
 
 
 def status(line: str) -> None:
@@ -82,8 +84,8 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     dialed = None if options.listening else identity.address_key(address.host or "", address.port)
     reached: list[str] = []  # where a dial really went (IP:port), filled in once connected
 
-    def make_session() -> Session:
-        return Session(initiator=not options.listening, static_key=key, hello=hello, psk=psk)
+    def make_session(code_psk: bytes | None = None) -> Session:
+        return Session(initiator=not options.listening, static_key=key, hello=hello, psk=code_psk or psk)
 
     def verify(done: HandshakeComplete) -> None:
         # Runs before we send anything after learning the peer's key.
@@ -145,7 +147,11 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
             options.handshake_timeout,
             lambda listener: published(listener, reachable),
             dial,
+            options.code,
         )
+    if options.code is not None:
+        known.remember(peer.remote_static, peer.hello.name, None).verified = True  # the code vouched for the key
+        status(f"the short code matched: {clean_name(peer.hello.name)}'s key is saved as verified")
     if via:
         peer = dataclasses.replace(peer, address=via[0])  # not the proxy's address
     link = connection.Link(sock, session)
@@ -164,11 +170,12 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
 def _connect(
     listening: bool,
     addresses: list[sockets.Address],
-    make_session: Callable[[], Session],
+    make_session: Callable[..., Session],  # (psk from a short code, or nothing)
     verify: Callable[[HandshakeComplete], None],
     timeout: float,
     on_listening: Callable[[socket.socket], None],
     dial: Callable[[list[sockets.Address]], socket.socket],
+    code: str | None = None,
 ) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
     if listening:
         listener = sockets.listen(addresses[0])
@@ -178,11 +185,23 @@ def _connect(
             status("waiting for a peer to dial in; Ctrl-C to stop")
 
             def rejected(caller: str, error: P2PChatError) -> None:
+                if code is not None and isinstance(error, PassphraseMismatch):
+                    error = codes.CodeMismatch("the short code did not match")  # the psk is the code's
                 status(f"dropped a caller from {caller}: {error}")
 
-            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout)
+            gate = None
+            if code is not None:
+                from .link import codes
+
+                gate = codes.CodeGate(code, make_session)
+                port = listener.getsockname()[1]
+                status(
+                    f"short code {code}: your peer adds --code {code} to the dial command "
+                    f"(p2pchat dial HOST:{port} --code {code}); it works once"
+                )
+            acceptor = Acceptor(listener, make_session, rejected, timeout=timeout, gate=gate, admit=verify)
             try:
-                return acceptor.next(verify)
+                return acceptor.next()
             finally:
                 acceptor.close()
         finally:
@@ -190,7 +209,18 @@ def _connect(
     session = make_session()  # before dialing: the ephemeral key is ready once connected
     sock = dial(addresses)  # directly (happy eyeballs), through --proxy, or through Tor for a .onion
     try:
-        peer, early = handshake.handshake(sock, session, verify, timeout)
+        if code is not None:
+            from .core.pake import CodeExchange
+            from .link import codes
+
+            psk = codes.exchange(sock, CodeExchange(code, dialer=True), time.monotonic() + timeout)
+            session = make_session(psk)
+        try:
+            peer, early = handshake.handshake(sock, session, verify, timeout)
+        except RemoteProtocolError as exc:
+            if code is not None:  # with a code-bound psk, a failed handshake is a code that differs
+                raise codes.CodeMismatch() from exc
+            raise
     except BaseException:
         handshake.say_bye_quietly(sock, session)
         sock.close()

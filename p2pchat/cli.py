@@ -32,6 +32,8 @@ examples:
   p2pchat dial [2001:db8::1]:9090     call a peer over IPv6
   p2pchat dial [2001:db8::1]:9090 192.0.2.7:9090   several addresses: the first to answer wins
   p2pchat id                          show your fingerprint, to give to your peer
+  p2pchat listen 9090 --code          prints a one-time code, e.g. 417-unclamped-retiree, for:
+  p2pchat dial host:9090 --code 417-unclamped-retiree   first contact, verified by the code
   p2pchat peers                       the peers you know: names, fingerprints, trust
   p2pchat verify bob                  mark bob verified, after comparing fingerprints by voice
   p2pchat forget host:9090            forget who was at an address (or: forget NAME|FINGERPRINT)
@@ -119,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     dial.add_argument(
         "address", metavar="HOST:PORT", nargs="+", help="the peer's address; with several, the first to answer wins"
     )
+    listen.add_argument(
+        "--code",
+        action="store_true",
+        help="print a one-time short code for your peer to dial with: no fingerprint to compare",
+    )
+    dial.add_argument("--code", metavar="CODE", help="the short code the listener printed (listen --code)")
     dial.add_argument(
         "--proxy",
         metavar="URL",
@@ -229,6 +237,7 @@ def _options(args: argparse.Namespace) -> ChatOptions:
     addresses, tor = _tor_options(args)
     if tor is not None and getattr(args, "upnp", False):
         raise UsageError("--upnp and --tor do not go together: an onion service needs no open port on the router")
+    code = _code(args)
     return ChatOptions(
         listening=args.command == "listen",
         address=addresses[0],
@@ -237,7 +246,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         upnp=bool(getattr(args, "upnp", False)),
         name=name,
         peer=args.peer,
-        passphrase=_passphrase(args.passphrase),
+        code=code,
+        passphrase=None if code else _passphrase(args.passphrase),
         wait=args.wait,
         handshake_timeout=args.handshake_timeout,
         tor=tor,
@@ -261,6 +271,17 @@ def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None
 
     address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
     return [address], tor
+
+
+def _code(args: argparse.Namespace) -> str | None:
+    """listen --code: a fresh code; dial --code CODE: the code, checked for typos. None without --code."""
+    if not args.code:
+        return None
+    if args.passphrase or os.environ.get("P2PCHAT_PASSPHRASE"):
+        raise UsageError("--code and a passphrase do not go together: the code does the passphrase's job")
+    from .core import pake
+
+    return pake.new_code() if args.command == "listen" else pake.parse_code(args.code)
 
 
 def _passphrase(asked: bool) -> str | None:

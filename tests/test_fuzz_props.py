@@ -8,6 +8,7 @@ the end of the stream); anything else, a UnicodeError or a KeyError, is a bug.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -23,7 +24,7 @@ from p2pchat.errors import ConnectionLost, RemoteProtocolError
 
 from .helpers import SessionPair, key
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any code point, surrogates included: JSON can carry them as \\uXXXX escapes.
 _any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=12)
@@ -195,3 +196,18 @@ def test_mutated_handshake_messages(data: st.DataObject, which: int) -> None:
             return
         # Either it is still waiting for the rest of a frame, or the message was the real one.
         assert not session.handshake_complete or mutated.startswith(third)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=40), st.booleans())
+def test_short_code_messages_from_a_peer(message: bytes, side_byte: bool) -> None:
+    """Any bytes as the peer's SPAKE2 message: a psk or a HandshakeError, nothing else."""
+    from p2pchat.core.pake import CodeExchange
+    from p2pchat.errors import HandshakeError
+
+    if side_byte and message:
+        message = b"A" + message[1:]
+    side = CodeExchange("7-tulip-revenge", dialer=False)
+    side.start()
+    with contextlib.suppress(HandshakeError):
+        assert len(side.finish(message)) == 32

@@ -7,6 +7,8 @@ message, a lone surrogate in a name, the wrong passphrase.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 from typing import Any
@@ -83,6 +85,25 @@ class WirePeer:
         assert self.hs.cipher_states is not None
         first, second = self.hs.cipher_states
         self.send_cipher, self.recv_cipher = (first, second) if self.initiator else (second, first)
+        return True
+
+    # -- short codes (SECURITY.md, "Short codes") ------------------------------------
+
+    def code_exchange(self, code: str) -> bool:
+        """SPAKE2 on *code* (side A dials, B listens), its key bound as the psk; False if the peer hung up."""
+        from spake2 import SPAKE2_A, SPAKE2_B
+
+        side = SPAKE2_A if self.initiator else SPAKE2_B
+        spake = side(code.encode(), idA=b"p2pchat/1 code dialer", idB=b"p2pchat/1 code listener")
+        if self.initiator:
+            self.send_frame(spake.start())
+        frame = self.recv_frame()
+        if frame is None:
+            return False
+        if not self.initiator:
+            self.send_frame(spake.start())
+        psk = hmac.new(spake.finish(frame), b"p2pchat/1 code psk", hashlib.sha256).digest()
+        self.hs = HandshakeState(initiator=self.initiator, s=self.static, prologue=PROLOGUE, psk=psk)
         return True
 
     # -- messages ----------------------------------------------------------------

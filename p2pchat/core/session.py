@@ -253,6 +253,9 @@ class Session:
         if handshake.my_turn_to_write():
             raise HandshakeError("the peer sent a handshake message out of turn")
         self._handshake_read += 1
+        if not self.initiator and self._handshake_read == 1 and len(frame) == 33 and frame[0] == 0x41:
+            # A SPAKE2 message from a dialer with --code (core/pake.py): 33 bytes, side "A".
+            raise HandshakeError("the caller dialed with --code, and this listener has no code (listen --code)")
         if not self.initiator and self._handshake_read == 1 and len(frame) == FIRST_MESSAGE_LEN[not self._with_psk]:
             # -> e is 32 bytes, or 48 with a psk (its empty payload is then encrypted): the length tells.
             raise PassphraseMismatch()

@@ -16,7 +16,8 @@ is refused for a growing time, which bounds online guessing of a passphrase or c
 ``next()`` may be called again and again on one acceptor (a chat taking back its peer
 after a lost connection): *admit* sees each caller's key before anything of ours follows
 our handshake, and raising there (KeyMismatchError, say) rejects that caller only.
-A caller admitted while no ``next()`` is waiting is held (one at most) for the next call.
+A caller admitted while no ``next()`` is waiting is held (one at most) for the next call,
+which checks it again with its own *admit*.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..core.session import Event, HandshakeComplete, Session
 from ..core.throttle import Throttle, source_of
@@ -62,6 +63,31 @@ class Accepted(NamedTuple):
 Admit = Callable[[HandshakeComplete], None]
 
 
+class Gate(Protocol):
+    """What happens around each caller's handshake (a short-code exchange before it, say)."""
+
+    def open(self, sock: socket.socket, deadline: float) -> Session:
+        """Before the handshake, by *deadline*: the caller's Session; raising P2PChatError refuses it."""
+        ...
+
+    def settle(self, sock: socket.socket, error: P2PChatError | None) -> P2PChatError | None:
+        """After it (error None: admitted). Returning an error ends every wait with it."""
+        ...
+
+
+class _Sessions:
+    """The plain gate: a fresh session per caller, nothing to settle."""
+
+    def __init__(self, make_session: Callable[[], Session]) -> None:
+        self._make_session = make_session
+
+    def open(self, sock: socket.socket, deadline: float) -> Session:
+        return self._make_session()
+
+    def settle(self, sock: socket.socket, error: P2PChatError | None) -> P2PChatError | None:
+        return None
+
+
 def _admit_anyone(_: HandshakeComplete) -> None:
     pass
 
@@ -89,9 +115,11 @@ class Acceptor:
         max_handshakes: int = MAX_HANDSHAKES,
         max_per_source: int = MAX_PER_SOURCE,
         throttle: Throttle | None = None,
+        gate: Gate | None = None,
+        admit: Admit = _admit_anyone,
     ) -> None:
         self._listener = listener
-        self._make_session = make_session
+        self._gate: Gate = gate or _Sessions(make_session)
         self._on_rejected = on_rejected
         self._timeout = timeout
         self._first_timeout = min(first_message_timeout, timeout)
@@ -99,7 +127,7 @@ class Acceptor:
         self._max_per_source = max_per_source
         self.throttle = throttle or Throttle()
         self._lock = threading.Lock()  # guards everything below, and serialises on_rejected
-        self._admit: Admit = _admit_anyone
+        self._admit = admit  # callers that finish before the first next() are checked by this one
         self._in_flight: dict[socket.socket, str] = {}  # socket -> source, while its handshake runs
         self._workers: set[threading.Thread] = set()
         self._reported: dict[str, float] = {}  # source -> when we last said we refuse it
@@ -111,27 +139,30 @@ class Acceptor:
 
     # -- the API ---------------------------------------------------------------
 
-    def next(self, admit: Admit = _admit_anyone, timeout: float | None = None) -> Accepted:
+    def next(self, admit: Admit | None = None, timeout: float | None = None) -> Accepted:
         """The next caller that completes the handshake and that *admit* lets in.
 
-        Blocks until one does, or *timeout* seconds (TimeoutError). *admit* raises a
-        P2PChatError to refuse a caller; that caller gets a one-line report, and the
-        wait goes on. NetworkError if the listening socket fails; Closed once close()
+        *admit* (default: the one given before) replaces the predicate for every caller from
+        now on. Blocks until a caller is admitted, or *timeout* seconds (TimeoutError).
+        *admit* raises a P2PChatError to refuse a caller; that caller gets a one-line report,
+        and the wait goes on. NetworkError if the listening socket fails; Closed once close()
         was called (from another thread, say).
         """
-        with self._lock:
-            self._admit = admit
-        held = self._take_held(admit)
-        if held is not None:
-            return held
-        try:
-            result = self._results.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no caller within {timeout:g} s") from None
-        if isinstance(result, (P2PChatError, Closed)):
-            self._fail(result)  # it stays the answer for every later call
-            raise result
-        return result
+        if admit is not None:
+            with self._lock:
+                self._admit = admit
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                result = self._results.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError(f"no caller within {timeout:g} s") from None
+            if isinstance(result, (P2PChatError, Closed)):
+                self._fail(result)  # it stays the answer for every later call
+                raise result
+            if self._still_admitted(result):
+                return result
 
     def close(self) -> None:
         """Stop accepting, end every handshake in progress, and wait (boundedly) for the threads."""
@@ -210,7 +241,7 @@ class Acceptor:
         session: Session | None = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = self._make_session()
+            session = self._gate.open(sock, time.monotonic() + self._first_timeout)
             peer, early = handshake(sock, session, self._check, self._timeout, first_timeout=self._first_timeout)
         except P2PChatError as exc:  # a bad caller, a wrong key, a passphrase that differs: keep waiting
             if session is not None and _was_a_guess(session, exc):
@@ -219,15 +250,19 @@ class Acceptor:
             self._drop(sock)
             if not self._closed:
                 self._report(address, exc)
+            self._settle(sock, exc)
             return
         except OSError as exc:  # our socket was shut by close(), or the caller's vanished
             self._drop(sock)
+            lost = NetworkError(f"connection lost during the handshake: {exc.strerror or exc}")
             if not self._closed:
-                self._report(address, NetworkError(f"connection lost during the handshake: {exc.strerror or exc}"))
+                self._report(address, lost)
+            self._settle(sock, lost)
             return
         except BaseException as exc:  # a bug: one line for the listener, the details behind -v
             log.debug("handshake thread failed:", exc_info=exc)
             self._drop(sock)
+            self._settle(sock, NetworkError("internal error during the handshake"))
             return
         finally:
             with self._lock:
@@ -237,10 +272,16 @@ class Acceptor:
             self._in_flight.pop(sock, None)
             closed = self._closed
         sock.settimeout(None)
+        self._settle(sock, None)
         accepted = Accepted(sock, session, peer, early)
         if closed or not self._offer(accepted):
             say_bye_quietly(sock, session)
             sock.close()
+
+    def _settle(self, sock: socket.socket, error: P2PChatError | None) -> None:
+        fatal = self._gate.settle(sock, error)
+        if fatal is not None:
+            self._fail(fatal)
 
     def _check(self, done: HandshakeComplete) -> None:
         with self._lock:
@@ -255,23 +296,18 @@ class Acceptor:
             return False
         return True
 
-    def _take_held(self, admit: Admit) -> Accepted | None:
-        """A caller admitted before this next() call, if the new *admit* still lets it in."""
+    def _still_admitted(self, accepted: Accepted) -> bool:
+        """Check a waiting caller again: it may have been admitted under an earlier predicate."""
+        with self._lock:
+            admit = self._admit
         try:
-            held = self._results.get_nowait()
-        except queue.Empty:
-            return None
-        if isinstance(held, (P2PChatError, Closed)):
-            self._fail(held)
-            raise held
-        try:
-            admit(HandshakeComplete(held.peer.remote_static, held.peer.handshake_hash))
+            admit(HandshakeComplete(accepted.peer.remote_static, accepted.peer.handshake_hash))
         except P2PChatError as exc:
-            self._report(held.peer.address, exc)
-            say_bye_quietly(held.sock, held.session)
-            held.sock.close()
-            return None
-        return held
+            self._report(accepted.peer.address, exc)
+            say_bye_quietly(accepted.sock, accepted.session)
+            accepted.sock.close()
+            return False
+        return True
 
     def _drop(self, sock: socket.socket) -> None:
         with self._lock:
@@ -283,5 +319,14 @@ class Acceptor:
             self._on_rejected(address, error)
 
     def _fail(self, error: P2PChatError | Closed) -> None:
-        with contextlib.suppress(queue.Full):
-            self._results.put_nowait(error)
+        """End every wait with *error*: it goes before a held caller, which is let go."""
+        with self._lock:
+            with contextlib.suppress(queue.Empty):
+                held = self._results.get_nowait()
+                if not isinstance(held, Accepted):
+                    error = held  # the first ending stays the answer
+                else:
+                    say_bye_quietly(held.sock, held.session)
+                    held.sock.close()
+            with contextlib.suppress(queue.Full):
+                self._results.put_nowait(error)

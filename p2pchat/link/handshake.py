@@ -1,4 +1,4 @@
-"""The handshake on a socket: run a Session's handshake within a deadline, and accept callers."""
+"""The handshake on a socket: run a Session's handshake within a deadline (callers are accepted in acceptor.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from ..errors import (
     ConnectionLost,
     HandshakeError,
     HandshakeTimeout,
-    NetworkError,
     P2PChatError,
     PassphraseMismatch,
-    RemoteProtocolError,
 )
 from .sockets import peer_name
 
@@ -129,32 +127,3 @@ def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
     if data:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(data)
-
-
-def accept(
-    listener: socket.socket,
-    make_session: Callable[[], Session],
-    verify: Callable[[HandshakeComplete], None],
-    on_rejected: Callable[[str, P2PChatError], None],
-    timeout: float = HANDSHAKE_TIMEOUT,
-) -> tuple[socket.socket, Session, Peer, list[Event]]:
-    """Wait for a caller that completes the handshake; drop (and report) every other one.
-
-    Errors raised by *verify* (a pinned key that does not match) end the wait.
-    """
-    while True:
-        session = make_session()  # before accept(): its ephemeral key is ready when a caller comes
-        sock, _ = listener.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            peer, pending = handshake(sock, session, verify, timeout)
-        except (RemoteProtocolError, NetworkError) as exc:  # a bad caller, not a wrong key: keep waiting
-            on_rejected(peer_name(sock), exc)
-            sock.close()
-            continue
-        except BaseException:
-            say_bye_quietly(sock, session)
-            sock.close()
-            raise
-        sock.settimeout(None)
-        return sock, session, peer, pending
