@@ -48,8 +48,8 @@ PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to 
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
 QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
 KEEPALIVE = 15  # seconds of silence before a keepalive (--keepalive); a link is lost after 3 x the peer's
-STOP_TIMEOUT = 5.0
-REDIAL_STOP_WAIT = 0.5  # seconds an ending chat gives a redial in progress to notice  # seconds to wait for the take-back thread beyond a handshake in progress
+STOP_TIMEOUT = 5.0  # seconds to wait for the take-back thread beyond a handshake in progress
+REDIAL_STOP_WAIT = 0.5  # seconds an ending chat gives a redial in progress to notice
 
 # The extensions this version speaks. Half-close (done) only in pipe mode: there the end of stdin
 # ends our input but not the chat; in the terminal, leaving (/quit) is the only way to stop typing.
@@ -208,27 +208,20 @@ class _Listening:
 
     def __init__(self, setup: _Setup, listener: socket.socket) -> None:
         self.setup = setup
-        self.conversation: Conversation | None = None  # whose hello the next session carries
+        self.listener = listener
+        self.conversation: Conversation | None = None  # the chat whose hello a caller's session carries
         self.stopping = threading.Event()
         self.taker: threading.Thread | None = None
-        options = setup.options
-        gate = None
-        if options.code is not None:
-            from .link import codes
-
-            gate = codes.CodeGate(options.code, self._session)
-            port = listener.getsockname()[1]
-            status(
-                f"short code {options.code}: your peer adds --code {options.code} to the dial command "
-                f"(p2pchat dial HOST:{port} --code {options.code}); it works once"
-            )
-        self.acceptor = Acceptor(
-            listener, self._session, self._rejected, timeout=options.handshake_timeout, gate=gate, admit=setup.verify
-        )
+        self.acceptor: Acceptor | None = None  # made by the first chat: callers wait in the backlog till then
 
     def _session(self, code_psk: bytes | None = None) -> Session:
-        assert self.conversation is not None
-        return self.setup.make_session(self.conversation, code_psk)
+        # The hello is made at the end of the handshake: it names the conversation current by then
+        # (with --keep, a caller may knock while one chat ends and the next begins).
+        def hello() -> Hello:
+            assert self.conversation is not None
+            return self.setup.hello_for(self.conversation)()
+
+        return Session(initiator=False, static_key=self.setup.key, hello=hello, psk=code_psk or self.setup.psk)
 
     def _rejected(self, caller: str, error: P2PChatError) -> None:
         if self.setup.options.code is not None and isinstance(error, PassphraseMismatch):
@@ -237,9 +230,32 @@ class _Listening:
             error = codes.CodeMismatch("the short code did not match")  # the psk is the code's
         status(f"dropped a caller from {caller}: {error}")
 
+    def _acceptor(self) -> Acceptor:
+        if self.acceptor is None:
+            options = self.setup.options
+            gate = None
+            if options.code is not None:
+                from .link import codes
+
+                gate = codes.CodeGate(options.code, self._session)
+                port = self.listener.getsockname()[1]
+                status(
+                    f"short code {options.code}: your peer adds --code {options.code} to the dial command "
+                    f"(p2pchat dial HOST:{port} --code {options.code}); it works once"
+                )
+            self.acceptor = Acceptor(
+                self.listener,
+                self._session,
+                self._rejected,
+                timeout=options.handshake_timeout,
+                gate=gate,
+                admit=self.setup.verify,
+            )
+        return self.acceptor
+
     def first(self, conversation: Conversation) -> tuple[socket.socket, Session, handshake.Peer, list[Event]]:
         self.conversation = conversation
-        accepted = self.acceptor.next(self.setup.verify)
+        accepted = self._acceptor().next(self.setup.verify)
         return accepted.sock, accepted.session, accepted.peer, accepted.early
 
     def start(self, conversation: Conversation, peer: handshake.Peer) -> None:
@@ -250,7 +266,7 @@ class _Listening:
         def take_back() -> None:
             while not self.stopping.is_set():
                 try:
-                    accepted = self.acceptor.next(same_key)
+                    accepted = self._acceptor().next(same_key)
                 except (Closed, Interrupted):
                     return
                 except P2PChatError as exc:  # the listening socket failed: nobody can call back now
@@ -270,14 +286,17 @@ class _Listening:
     def stop(self) -> None:
         """The chat is over: stop taking its peer back (the acceptor stays, for --keep)."""
         self.stopping.set()
-        self.acceptor.interrupt()
+        if self.acceptor is not None:
+            self.acceptor.interrupt()
         if self.taker is not None:
             self.taker.join(self.setup.options.handshake_timeout + STOP_TIMEOUT)
             self.taker = None
-        self.acceptor.clear_interrupt()
+        if self.acceptor is not None:
+            self.acceptor.clear_interrupt()
 
     def close(self) -> None:
-        self.acceptor.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
 
 
 class _Dialing:

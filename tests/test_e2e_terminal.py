@@ -331,8 +331,9 @@ def test_stdout_redirected_means_pipe_mode(homes: tuple[Path, Path], tmp_path: P
             term.type("hi from a terminal\r")
             dia.wait_out(r"^lis: hi from a terminal$")
             dia.write("hello file\n")
+            term.type("\x04")  # Ctrl-D: the terminal's input ends; half-close: it still receives
             assert dia.finish() == 0  # acknowledged: written to the file
-            assert term.close() == 0  # the peer left: done
+            assert term.close() == 0  # both inputs ended: done
         assert "dia left the chat" in bytes(term.raw).decode()
         assert log.read_text() == "dia: hello file\n"  # nothing else: no escape sequences
         assert b"\x1b[?1049h" not in term.raw
