@@ -6,6 +6,7 @@ Seeded, so a failure is repeatable; the counts keep the whole file to seconds.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 from p2pchat.core import messages
@@ -18,6 +19,12 @@ from p2pchat.errors import ConnectionLost, P2PChatError, RemoteProtocolError
 from .helpers import SessionPair, key
 
 SEED = 20261123
+# CI runs every suite on four Pythons; the hypothesis tests fuzz too. P2PCHAT_FUZZ=10 runs ten times more.
+SCALE = float(os.environ.get("P2PCHAT_FUZZ", "1"))
+
+
+def rounds(count: int) -> int:
+    return max(1, int(count * SCALE))
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
@@ -41,7 +48,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 def test_frame_decoder_fuzz() -> None:
     rng = random.Random(SEED)
     frames = 0
-    for _ in range(150_000):
+    for _ in range(rounds(30_000)):
         decoder = FrameDecoder()
         # Length prefixes that are small enough to complete, or not, followed by too few or too many bytes.
         data = b"".join(
@@ -63,7 +70,7 @@ def test_message_decoder_fuzz() -> None:
     samples = [messages.encode(m) for m in (Hello("alice", "c"), Text(1, "hi"), Text(2, "x", action=True))]
     samples += [b'{"type":"ack","id":3}', b'{"type":"rekey"}', b'{"type":"bye"}', b"{}", b"[1,2]"]
     decoded = 0
-    for _ in range(100_000):
+    for _ in range(rounds(25_000)):
         data = _mutate(rng, rng.choice(samples))
         with contextlib.suppress(RemoteProtocolError):
             decoded += messages.decode(data) is not None
@@ -78,7 +85,7 @@ def test_handshake_fuzz() -> None:
     second_pair.bob.receive_data(second_pair.alice.data_to_send())
     second = second_pair.bob.data_to_send()
     completed = 0
-    for n in range(15_000):
+    for n in range(rounds(4_000)):
         responder = n % 2 == 0
         session = Session(initiator=not responder, static_key=key(5), hello=Hello("f", "f"), ephemeral=key(6))
         data = _mutate(rng, first if responder else second) if n % 5 else rng.randbytes(rng.randint(0, 200))
@@ -113,7 +120,7 @@ def test_session_receive_fuzz() -> None:
     clean._recv_cipher.set_nonce(nonce)  # type: ignore[union-attr]
     assert clean.receive_data(b"".join(frames)) == texts  # unmutated, the frames are fine
     accepted = 0
-    for _ in range(60_000):
+    for _ in range(rounds(12_000)):
         session = _receiver(recv_key)
         session._recv_cipher.set_nonce(nonce)  # type: ignore[union-attr]
         data = _mutate(rng, b"".join(frames[: rng.randint(1, 3)]))
