@@ -113,6 +113,16 @@ def test_a_duplicate_is_dropped_and_a_gap_is_a_protocol_error() -> None:
         state.receive_text(3)
 
 
+def test_a_text_after_done_is_a_protocol_error_but_a_duplicate_is_not() -> None:
+    state = ConversationState(new_conversation_id())
+    state.join(Resume(new_conversation_id(), "", 0))
+    assert state.receive_text(1)
+    state.done_received = True
+    assert not state.receive_text(1)  # sent again after a resume: dropped, as any duplicate
+    with pytest.raises(RemoteProtocolError, match="input had ended"):
+        state.receive_text(2)
+
+
 def test_the_peer_cannot_claim_or_acknowledge_what_was_never_sent() -> None:
     pair = Pair()
     pair.connect()

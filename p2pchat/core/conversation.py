@@ -146,6 +146,8 @@ class ConversationState:
             return True  # a p2pchat/1 peer: every text is shown, as before
         if message_id <= self.shown:
             return False
+        if self.done_received:
+            raise RemoteProtocolError("the peer sent a message after saying its input had ended")
         if message_id != self.shown + 1:
             raise RemoteProtocolError("the peer skipped a message")
         self.shown = message_id
