@@ -179,7 +179,9 @@ def _chat(options: ChatOptions, onion: OnionService | None) -> int:
     try:
         status(f"listening on {sockets.listening_address(listener)}")
         # The port mapping and the onion service last as long as the listener: callers may come back.
-        with reach.Reach(mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp) as reachable:
+        with reach.Reach(
+            mine, quiet=options.quiet, passphrase=psk is not None, upnp=options.upnp, code=options.code
+        ) as reachable:
             onions = []
             if onion is not None:
                 onion.publish(listener.getsockname()[1], directory, public_bytes(key))

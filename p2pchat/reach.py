@@ -35,6 +35,7 @@ class Reach:
         quiet: bool = False,
         passphrase: bool = False,
         upnp: bool = False,
+        code: str | None = None,
         status: Callable[[str], None] = _status,
         addresses: Callable[[], list[interfaces.IPAddress]] = interfaces.interface_addresses,
         map_port: Callable[[int], portmap.KeptMapping] = portmap.map_port,
@@ -43,6 +44,7 @@ class Reach:
         self.quiet = quiet
         self.passphrase = passphrase
         self.upnp = upnp
+        self.code = code  # listen --code: the invitation carries it, so pasting it as is works
         self.status = status
         self.addresses = addresses
         self.map_port = map_port
@@ -78,7 +80,9 @@ class Reach:
         own = self._own_addresses(host, bool(onions))
         addresses = invitation.ordered(port, onions=onions, mapped=mapped, interfaces=own)
         try:
-            self.invitation = invitation.command(addresses, self.fingerprint, passphrase=self.passphrase)
+            self.invitation = invitation.command(
+                addresses, self.fingerprint, passphrase=self.passphrase, code=self.code
+            )
         except ValueError:
             log.debug("no address to invite to")
             return

@@ -88,6 +88,8 @@ def test_code_end_to_end_saves_both_keys_verified(homes: tuple[Path, Path]) -> N
             assert dia.finish() == 0, dia.stderr_text
         assert lis.finish() == 0, lis.stderr_text
     assert lis.out == ["dia: hello by code\n"]
+    invitation = next(line for line in lis.err if line.startswith("p2pchat dial "))
+    assert invitation.rstrip().endswith(f"--code {code}")  # pasted as is, it works
     for home, other in ((homes[0], "dia"), (homes[1], "lis")):
         (entry,) = json.loads((home / "known_peers").read_text())["peers"]
         assert entry["names"] == [other] and entry["verified"] is True

@@ -57,7 +57,7 @@ def host_port(host: IPAddress | str, port: int) -> str:
     return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
 
 
-def command(addresses: Sequence[str], fingerprint: str, *, passphrase: bool = False) -> str:
+def command(addresses: Sequence[str], fingerprint: str, *, passphrase: bool = False, code: str | None = None) -> str:
     """The shell command for the peer; addresses that are not plainly addresses are left out.
 
     ValueError if no address is left: there is nothing to invite to.
@@ -68,6 +68,8 @@ def command(addresses: Sequence[str], fingerprint: str, *, passphrase: bool = Fa
     words = [PROGRAM, "dial", *safe, "--peer", fingerprint]
     if passphrase:
         words.append("--passphrase")  # the flag only: the passphrase itself goes by another way
+    if code is not None:
+        words += ["--code", code]  # single-use: it is worth nothing once the peer has used it
     return shlex.join(words)
 
 
