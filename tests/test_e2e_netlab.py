@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -26,24 +25,6 @@ from .netlab import NetLab
 from .procs import TIMEOUT, Proc, _read, _wait, dialer, listener
 
 needs_lab = pytest.mark.skipif(netlab.unavailable() is not None, reason=netlab.unavailable() or "")
-
-
-@cache
-def _help(command: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "p2pchat", command, "--help"], capture_output=True, text=True, check=False
-    )
-    return done.stdout
-
-
-def needs(command: str, *options: str) -> pytest.MarkDecorator:
-    """Skip until issue #10's options are merged (the resume branch); then the test runs by itself.
-
-    The lead removes these guards once the options are on main: a renamed option must fail, not skip.
-    """
-    missing = [option for option in options if not re.search(rf"\s{re.escape(option)}\b", _help(command))]
-    reason = f"issue #10 not merged yet: p2pchat {command} has no {', '.join(missing)}"
-    return pytest.mark.skipif(bool(missing), reason=reason)
 
 
 KEEPALIVE = 1  # seconds: the dead-link deadline is then 3 s
@@ -101,7 +82,6 @@ def _wait_exit(proc: Proc, timeout: float = TIMEOUT) -> int:
 
 
 @needs_lab
-@needs("dial", "--keepalive")
 def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path]) -> None:
     from_dia = [f"d{n:02d} from the dialer" for n in range(1, 51)]
     from_lis = [f"l{n:02d} from the listener" for n in range(1, 51)]
@@ -139,7 +119,6 @@ def test_fifty_lines_across_an_eight_second_silent_cut(homes: tuple[Path, Path])
 
 
 @needs_lab
-@needs("dial", "--keepalive", "--resume-for")
 def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelivered(
     homes: tuple[Path, Path],
 ) -> None:
@@ -174,7 +153,6 @@ def test_cut_for_good_both_give_up_after_resume_for_listing_exactly_the_undelive
 
 
 @needs_lab
-@needs("dial", "--keepalive", "--resume-for")
 def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(homes: tuple[Path, Path]) -> None:
     """A laptop that rebooted: its old connection vanished without a FIN, and it dials again.
 
@@ -208,7 +186,6 @@ def test_dialer_killed_behind_a_dead_link_and_restarted_gets_through_at_once(hom
 
 
 @needs_lab
-@needs("dial", "--retry")
 @pytest.mark.skipif(not SLOW, reason="slow (a connect attempt into a dead link times out first): P2PCHAT_SLOW=1")
 def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, Path]) -> None:
     """Unreachable, not refused: the SYNs vanish. The dialer keeps trying; once the link is back it gets through."""
@@ -229,7 +206,6 @@ def test_dial_retry_through_a_dead_link_until_it_comes_back(homes: tuple[Path, P
 # -- loopback ----------------------------------------------------------------------------------------
 
 
-@needs("listen", "--keep")
 def test_listen_keep_serves_callers_one_after_another(tmp_path: Path) -> None:
     lis, port = listener(tmp_path / "lis", "--keep")
     with lis:
@@ -248,7 +224,6 @@ def test_listen_keep_serves_callers_one_after_another(tmp_path: Path) -> None:
     _clean(lis)
 
 
-@needs("dial", "--retry")
 def test_dial_retry_waits_for_a_listener_started_later(homes: tuple[Path, Path]) -> None:
     with socket.socket() as probe:  # a port free a moment ago: nothing listens there yet
         probe.bind(("127.0.0.1", 0))
@@ -300,7 +275,6 @@ def _half_close_once(tmp_path: Path, run: int) -> tuple[int, int, str, str]:
     return dia_code, lis_code, dia.stderr_text + "".join(err), log.read_text()
 
 
-@needs("dial", "--keepalive")  # the half-close is part of issue #10 (extension `done`)
 @pytest.mark.parametrize("run", range(HALF_CLOSE_RUNS))
 def test_half_close_never_reports_a_delivered_line_lost(tmp_path: Path, run: int) -> None:
     dia_code, lis_code, stderr, log = _half_close_once(tmp_path, run)
