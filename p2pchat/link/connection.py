@@ -208,7 +208,7 @@ class Connection:
         acks, self._batch_acks = self._batch_acks, []
         if self._write_lock.acquire(blocking=False):
             try:
-                if self._queued == 0 and not self._closing:
+                if self._queued == 0:
                     self._write_inline(b"".join(self._session.send(Ack(message_id)) for message_id in acks))
                     return
             finally:
@@ -359,6 +359,8 @@ class Connection:
                     session.receive_eof()  # raises unless the peer said bye
                     return
                 for event in session.receive_data(memoryview(self._buffer)[:size]):
+                    if self._batch_acks and not isinstance(event, (Text, Ack)):
+                        self._flush_batch_acks()  # before a done or bye can end the chat: what was shown is acked
                     self._dispatch(event)
                 if self._batch_acks:
                     self._flush_batch_acks()
