@@ -80,7 +80,9 @@ class ChatOptions:
 
 
 def status(line: str) -> None:
-    print(f"p2pchat: {line}", file=sys.stderr, flush=True)
+    # One write per line: a signal between a print's text and its newline would glue two lines.
+    sys.stderr.write(f"p2pchat: {line}\n")
+    sys.stderr.flush()
 
 
 def _interactive_terminal() -> bool:

@@ -246,15 +246,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         return chat(_options(args))
     except P2PChatError as exc:
         log.debug("details:", exc_info=exc)
-        print(f"p2pchat: {exc}", file=sys.stderr)
+        sys.stderr.write(f"p2pchat: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("p2pchat: interrupted", file=sys.stderr)
+        sys.stderr.write("p2pchat: interrupted\n")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: still one line, with the details behind -v
         log.debug("details:", exc_info=exc)
         # The type only: an exception's text can quote data (a file's contents, a peer's bytes).
-        print(f"p2pchat: internal error: {type(exc).__name__} (run with -v for details)", file=sys.stderr)
+        sys.stderr.write(f"p2pchat: internal error: {type(exc).__name__} (run with -v for details)\n")
         return ExitCode.INTERNAL
     finally:
         log.removeHandler(HANDLER)
@@ -358,7 +358,7 @@ def _id() -> int:
 
     key, created = identity.load_or_create_identity(identity.home())
     if created:
-        print(f"p2pchat: created your identity key in {identity.home()}", file=sys.stderr)
+        sys.stderr.write(f"p2pchat: created your identity key in {identity.home()}\n")
     print(identity.fingerprint(public_bytes(key)))
     return ExitCode.OK
 
@@ -380,7 +380,7 @@ def _forget(targets: list[str]) -> int:
             done += [f"forgot {_who(peer)}" for peer in touched]
     known.save()
     for line in done:
-        print(f"p2pchat: {line}", file=sys.stderr)
+        sys.stderr.write(f"p2pchat: {line}\n")
     return ExitCode.OK
 
 
@@ -426,5 +426,5 @@ def _verify(target: str) -> int:
     peer = found[0]
     peer.verified = True
     known.save()
-    print(f"p2pchat: {_who(peer)} is now verified", file=sys.stderr)
+    sys.stderr.write(f"p2pchat: {_who(peer)} is now verified\n")
     return ExitCode.OK

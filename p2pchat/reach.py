@@ -22,7 +22,9 @@ log = logging.getLogger("p2pchat")
 
 
 def _status(line: str) -> None:
-    print(f"p2pchat: {line}", file=sys.stderr, flush=True)
+    # One write per line: a signal between a print's text and its newline would glue two lines.
+    sys.stderr.write(f"p2pchat: {line}\n")
+    sys.stderr.flush()
 
 
 class Reach:
@@ -87,7 +89,8 @@ class Reach:
             log.debug("no address to invite to")
             return
         self.status("your peer can join you with this command (it pins your key; --quiet hides it):")
-        print(self.invitation, file=sys.stderr, flush=True)
+        sys.stderr.write(self.invitation + "\n")
+        sys.stderr.flush()
 
     def _map(self, port: int) -> tuple[interfaces.IPAddress, int] | None:
         """Ask the router to forward *port*; one line either way. The external address, if public."""

@@ -86,6 +86,12 @@ class Terminal:
     def rows(self) -> list[str]:
         return [row.rstrip() for row in self.screen.display]
 
+    def drawn(self) -> bool:
+        """A redraw is complete: prompt_toolkit hides the cursor while it draws and shows it at the end,
+        back on the input line (a screen read in the middle of a redraw holds half of two pages)."""
+        cursor = self.screen.cursor
+        return not cursor.hidden and cursor.y == self.screen.lines - 1
+
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
 
@@ -268,14 +274,14 @@ def test_scrolling_a_tall_message_unread_marker_title_wheel_and_suspend(homes: t
             assert term.bells() == 1  # the bell: focus unknown, so it rings
             seen = _words(term.rows())
             term.type("\x1b[5~")  # PageUp: moves a page at the first press
-            term.wait(lambda: "1300" not in "".join(term.rows()), "the first page up")
+            term.wait(lambda: "1300" not in "".join(term.rows()) and term.drawn(), "the first page up")
             for _ in range(10):
                 seen |= _words(term.rows())
                 if "0001" in seen:
                     break
                 before = term.rows()
                 term.type("\x1b[5~")
-                term.wait(lambda before=before: term.rows() != before, "the next page")  # type: ignore[misc]
+                term.wait(lambda before=before: term.rows() != before and term.drawn(), "the next page")  # type: ignore[misc]
             assert seen == set(words)  # every row was on screen on the way up: none skipped
             top = term.rows()
             assert any(re.fullmatch(STAMP + r"   dia: 0001 0002 .*", row) for row in top), top

@@ -121,7 +121,9 @@ def _link_state(event: ChatEvent, peer: str) -> list[str]:
 
 
 def _status(line: str) -> None:
-    print(f"p2pchat: {line}", file=sys.stderr, flush=True)
+    # One write per line: a signal between a print's text and its newline would glue two lines.
+    sys.stderr.write(f"p2pchat: {line}\n")
+    sys.stderr.flush()
 
 
 def _decode(line: bytes) -> str:
