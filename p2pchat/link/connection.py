@@ -8,6 +8,13 @@ connected socket and two threads:
   conversation, which outlives connections);
 * the sender drains the outgoing queue, so typing never waits on the network.
 
+Fewer wake-ups: a caller whose text has nothing queued before it seals and writes
+it itself, never blocking; what the socket does not take at once goes to the
+sender thread, which writes it first and keeps the back-pressure. The receiver
+reads into one reused buffer and writes the acks of each receive batch itself
+(one, where acks are cumulative). One write lock keeps frames on the wire in the
+order they were sealed.
+
 Every wait has a deadline. With extension ``keepalive`` in use, the sender sends
 a keepalive after KEEPALIVE seconds of sending nothing (its queue wait times out
 then: no polling), and the receiver declares the link lost after 3 x the peer's
@@ -28,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..core.binary import FEATURE as BINARY
 from ..core.messages import DONE, KEEPALIVE, RESUME, Ack, Bye, Done, Hello, Keepalive, Text
 from ..core.session import Event, Session
 from ..errors import ConnectionLost, P2PChatError
@@ -74,6 +82,8 @@ class Connection:
             else None
         )
         self.resumable = RESUME in features
+        # An ack covers every text before it: with resume, and with binary (its ack is "up to").
+        self.cumulative_acks = self.resumable or BINARY in features
         self.half_close = DONE in features
         self._send_timeout = send_timeout
         _tune(sock, keepalive, self.silence_limit or send_timeout)
@@ -93,6 +103,14 @@ class Connection:
         self._writable.register(sock, select.POLLOUT)
         self._readable = select.poll()
         self._readable.register(sock, select.POLLIN)
+        # Fewer wake-ups: a caller seals and writes its message itself when nothing is queued before
+        # it, and the receiver writes the acks of each receive batch; one write lock keeps frames in
+        # the order they were sealed. What a non-blocking write leaves goes to the sender thread.
+        self._write_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._queued = 0  # items put in _outgoing and not yet written: a caller writes inline only at 0
+        self._batch_acks: list[int] = []  # acks of the receive batch being dispatched (receiver thread only)
+        self._buffer = bytearray(RECV_SIZE)  # recv_into() target, reused for every read
         self._sender = threading.Thread(target=self._send_loop, name="p2pchat-sender", daemon=True)
         self._receiver = threading.Thread(target=self._receive_loop, name="p2pchat-receiver", daemon=True)
 
@@ -121,8 +139,40 @@ class Connection:
     # -- called by the owner ----------------------------------------------------
 
     def send(self, message: Outgoing) -> None:
-        """Queue *message* for the sender thread."""
-        self._outgoing.put(message)
+        """Send *message*: from this thread when nothing is queued before it, else through the sender thread."""
+        if isinstance(message, Text) and self._write_lock.acquire(blocking=False):
+            try:
+                if self._queued == 0 and self._sender.is_alive() and not self._closing:
+                    try:
+                        self._write_inline(self._session.send(message))
+                    except P2PChatError as exc:  # as the sender thread would: the connection fails
+                        self._fail(exc, exc)
+                    return
+            finally:
+                self._write_lock.release()
+        self._put(message)
+
+    def pieces(self, text: str) -> list[tuple[str, bytes | None]]:
+        """*text* cut to fit one text message each in the encoding this connection uses."""
+        return self._session.pieces(text)
+
+    def _put(self, item: object) -> None:
+        with self._count_lock:
+            self._queued += 1
+        self._outgoing.put(item)
+
+    def _write_inline(self, data: bytes) -> None:
+        """Write what the socket takes now, never blocking (write lock held); the sender writes the rest first."""
+        try:
+            sent = self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
+            return
+        self._last_send = time.monotonic()
+        if sent < len(data):
+            self._put(memoryview(data)[sent:])
 
     def send_ack(self, message_id: int) -> None:
         """Acknowledge text *message_id* (from the receiver thread, once it is shown).
@@ -130,8 +180,16 @@ class Connection:
         At most MAX_PENDING_ACKS wait to be sent: beyond that the receiver stops reading
         until the sender catches up, or the connection is lost after SEND_STALL_TIMEOUT.
         """
+        if threading.current_thread() is self._receiver:  # in a receive batch: written once, after it
+            if self.cumulative_acks:
+                self._batch_acks.clear()
+            self._batch_acks.append(message_id)
+            return
+        self._queue_ack(message_id)
+
+    def _queue_ack(self, message_id: int) -> None:
         with self._ack_room:
-            if self.resumable:  # cumulative: the newest ack says it all
+            if self.cumulative_acks:  # the newest ack says it all
                 self._acks.clear()
             elif len(self._acks) >= MAX_PENDING_ACKS:
                 room = self._ack_room.wait_for(
@@ -143,7 +201,20 @@ class Connection:
             signal = not self._acks_signalled
             self._acks_signalled = True
         if signal:
-            self._outgoing.put(_ACKS)
+            self._put(_ACKS)
+
+    def _flush_batch_acks(self) -> None:
+        """The acks of one receive batch (one, where acks are cumulative), written from the receiver thread."""
+        acks, self._batch_acks = self._batch_acks, []
+        if self._write_lock.acquire(blocking=False):
+            try:
+                if self._queued == 0:
+                    self._write_inline(b"".join(self._session.send(Ack(message_id)) for message_id in acks))
+                    return
+            finally:
+                self._write_lock.release()
+        for message_id in acks:  # the sender thread is busy: it takes them with its next batch
+            self._queue_ack(message_id)
 
     @property
     def ended(self) -> bool:
@@ -173,8 +244,8 @@ class Connection:
             self._sock.close()
             return
         if send_bye:
-            self._outgoing.put(Bye())
-        self._outgoing.put(_STOP)
+            self._put(Bye())
+        self._put(_STOP)
         self._sender.join(CLOSE_TIMEOUT)
         if self._sender.is_alive():  # stuck writing to a peer that does not read: cut the link
             log.debug("the sender did not finish within %g s; cutting the connection", CLOSE_TIMEOUT)
@@ -193,42 +264,55 @@ class Connection:
     # -- the sender thread --------------------------------------------------------
 
     def _send_loop(self) -> None:
-        session = self._session
         try:
             while True:
                 item = self._next_item()
-                batch = bytearray()
-                stop = bye = False
-                while True:  # coalesce what is queued into one system call
-                    if item is _STOP:
-                        stop = True
-                        break
-                    if item is _ACKS:
-                        for ack in self._take_acks():
-                            batch += session.send(ack)
-                    else:
-                        assert isinstance(item, (Text, Done, Bye, Keepalive))
-                        batch += session.send(item)
-                        if isinstance(item, Bye):
-                            bye = True
-                            break
-                    if len(batch) >= SEND_BATCH:
-                        break
-                    try:
-                        item = self._outgoing.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._send_all(batch)
-                if bye:
-                    with contextlib.suppress(OSError):
-                        self._sock.shutdown(socket.SHUT_WR)  # bye said: we send nothing more
-                if stop or bye:
-                    return
+                with self._write_lock:  # callers and the receiver write inline only while we do not
+                    if self._send_batch(item):
+                        return
         except OSError as exc:
             self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
         except P2PChatError as exc:
             self._fail(exc, exc)
+
+    def _send_batch(self, item: object) -> bool:
+        """Seal *item* and what is queued behind it, write it all in one call; True when the sender must stop."""
+        session = self._session
+        taken = 0 if isinstance(item, Keepalive) else 1  # a keepalive was never queued
+        batch = bytearray()
+        stop = bye = False
+        try:
+            while True:  # coalesce what is queued into one system call
+                if item is _STOP:
+                    stop = True
+                    break
+                if item is _ACKS:
+                    for ack in self._take_acks():
+                        batch += session.send(ack)
+                elif isinstance(item, memoryview):  # what an inline write left: it goes first
+                    batch += item
+                else:
+                    assert isinstance(item, (Text, Done, Bye, Keepalive))
+                    batch += session.send(item)
+                    if isinstance(item, Bye):
+                        bye = True
+                        break
+                if len(batch) >= SEND_BATCH:
+                    break
+                try:
+                    item = self._outgoing.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+            if batch:
+                self._send_all(batch)
+        finally:
+            with self._count_lock:
+                self._queued -= taken
+        if bye:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)  # bye said: we send nothing more
+        return stop or bye
 
     def _next_item(self) -> object:
         """The next thing to send; a keepalive once we have sent nothing for our interval."""
@@ -270,12 +354,16 @@ class Connection:
         session = self._session
         try:
             while True:
-                data = self._recv()
-                if not data:
+                size = self._recv()
+                if not size:
                     session.receive_eof()  # raises unless the peer said bye
                     return
-                for event in session.receive_data(data):
+                for event in session.receive_data(memoryview(self._buffer)[:size]):
+                    if self._batch_acks and not isinstance(event, (Text, Ack)):
+                        self._flush_batch_acks()  # before a done or bye can end the chat: what was shown is acked
                     self._dispatch(event)
+                if self._batch_acks:
+                    self._flush_batch_acks()
                 if session.bye_received:
                     return
         except P2PChatError as exc:
@@ -286,16 +374,17 @@ class Connection:
             with self._ack_room:
                 self._ended = True
                 self._ack_room.notify_all()
-            self._outgoing.put(_STOP)  # nothing more can be acknowledged or delivered
+            self._put(_STOP)  # nothing more can be acknowledged or delivered
 
-    def _recv(self) -> bytes:
+    def _recv(self) -> int:
+        """Read into the receive buffer; return how many bytes came (0: the peer closed)."""
         if self.silence_limit is None:
-            return self._sock.recv(RECV_SIZE)  # a peer without keepalive may stay silent for ever
+            return self._sock.recv_into(self._buffer)  # a peer without keepalive may stay silent for ever
         while True:
             if not self._readable.poll(self.silence_limit * 1000):
                 raise ConnectionLost(f"connection lost: nothing from the peer for {self.silence_limit:g} s")
             with contextlib.suppress(BlockingIOError):
-                return self._sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                return self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, (Text, Ack, Done, Bye)):

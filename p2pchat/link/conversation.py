@@ -299,7 +299,10 @@ class Conversation:
         While the link is down the texts wait, and go out when it is back.
         """
         ids = []
-        split = pieces(text)  # outside the lock: measuring a long text takes a while
+        current = self._current
+        # Outside the lock: measuring a long text takes a while. Cut for the connection's encoding
+        # (binary needs no JSON-escape scan); texts typed while the link is down fit JSON too.
+        split = current.pieces(text) if current is not None else pieces(text)
         with self._lock:
             for piece, json_text in split:
                 message = self._state.add_text(piece, action, json_text)
