@@ -201,10 +201,13 @@ def test_exactly_once_in_order_across_any_breaks(actions: list[tuple[str, int]])
             pair.up = False
             joined_a, joined_b = pair.connect(late_to_b=argument, late_to_a=argument // 2)
             assert joined_a.resumed and joined_b.resumed
+        for side in (pair.a, pair.b):  # the back-pressure budget counts exactly what awaits acks
+            assert side.state.unacknowledged_chars() == sum(map(len, side.state.unacknowledged().values()))
     pair.settle()
     assert pair.b.shown == pair.a.typed  # each text once, in order, none missing
     assert pair.a.shown == pair.b.typed
     assert pair.a.state.unacknowledged() == {} and pair.b.state.unacknowledged() == {}
+    assert pair.a.state.unacknowledged_chars() == pair.b.state.unacknowledged_chars() == 0
     assert pair.a.undelivered == [] and pair.b.undelivered == []
 
 

@@ -68,6 +68,7 @@ class ConversationState:
         self.done_sent = False
         self.done_received = False
         self._outbox: dict[int, Text] = {}
+        self._outbox_chars = 0  # characters in the outbox: a budget keeps a bulk sender from queueing megabytes
         self._next_id = 1
         self._joined = False  # a first connection happened
         self._resuming = False  # the current peer conversation speaks resume: cumulative acks, no duplicates
@@ -92,11 +93,12 @@ class ConversationState:
             if peer.received >= self._next_id:
                 raise RemoteProtocolError("the peer claims to have received messages that were never sent")
             for message_id in [i for i in self._outbox if i <= peer.received]:
-                del self._outbox[message_id]
+                self._outbox_chars -= len(self._outbox.pop(message_id).text)
             return Joined(resumed=True, resend=tuple(self._outbox.values()))
         restarted = self._joined
         undelivered = tuple((i, text.text) for i, text in self._outbox.items())
         self._outbox.clear()
+        self._outbox_chars = 0
         self._next_id = 1
         self.shown = 0
         self.done_received = False
@@ -112,6 +114,7 @@ class ConversationState:
         message = Text(self._next_id, text, action, json_text)
         self._next_id += 1
         self._outbox[message.id] = message
+        self._outbox_chars += len(text)
         return message
 
     def acknowledge(self, up_to: int) -> list[int]:
@@ -121,12 +124,16 @@ class ConversationState:
         and an ack for an id we never sent (or twice) changes nothing, as before.
         """
         if not self._resuming:
-            return [up_to] if self._outbox.pop(up_to, None) is not None else []
+            popped = self._outbox.pop(up_to, None)
+            if popped is None:
+                return []
+            self._outbox_chars -= len(popped.text)
+            return [up_to]
         if up_to >= self._next_id:
             raise RemoteProtocolError("the peer acknowledged a message that was never sent")
         done = [i for i in self._outbox if i <= up_to]
         for message_id in done:
-            del self._outbox[message_id]
+            self._outbox_chars -= len(self._outbox.pop(message_id).text)
         return done
 
     def unacknowledged(self) -> dict[int, str]:
@@ -134,6 +141,10 @@ class ConversationState:
 
     def unacknowledged_count(self) -> int:
         return len(self._outbox)
+
+    def unacknowledged_chars(self) -> int:
+        """Characters of text awaiting acks (what a bulk sender has in flight)."""
+        return self._outbox_chars
 
     # -- the peer's texts ---------------------------------------------------------------
 

@@ -40,6 +40,9 @@ from .connection import Connection
 log = logging.getLogger("p2pchat")
 
 MAX_IN_FLIGHT = 1000  # unacknowledged texts before a pipe stops reading stdin: bounds memory
+# ...and characters: without it 1000 maximum-size texts (65 MB) could queue ahead of a typed line.
+# 1 MiB keeps a gigabit link busy (a few ms of data) while a text typed during a bulk send waits ms.
+MAX_CHARS_IN_FLIGHT = 1 << 20
 RESUME_FOR = 600.0  # seconds without a link before a conversation gives up (--resume-for)
 ACK_STALL = 30.0  # seconds a full window may go without any ack before the chat gives up (--wait)
 
@@ -321,14 +324,18 @@ class Conversation:
         with self._lock:
             return self._state.unacknowledged_count()
 
+    def _full(self) -> bool:
+        state = self._state
+        return state.unacknowledged_count() >= MAX_IN_FLIGHT or state.unacknowledged_chars() >= MAX_CHARS_IN_FLIGHT
+
     def wait_for_room(self) -> None:
-        """Block while MAX_IN_FLIGHT texts await acks (back-pressure for pipes).
+        """Block while MAX_IN_FLIGHT texts, or MAX_CHARS_IN_FLIGHT characters, await acks (back-pressure).
 
         Connected, the peer must acknowledge something every *ack_wait* seconds or the chat
         gives up; while the link is down, the resume deadline ends the wait.
         """
         with self._changed:
-            while self._state.unacknowledged_count() >= MAX_IN_FLIGHT and self.ended is None:
+            while self._full() and self.ended is None:
                 now = time.monotonic()
                 if self._down_since is not None:
                     self._changed.wait(max(0.0, self._down_since + self._resume_for - now) + 1.0)
