@@ -295,6 +295,12 @@ def test_scrolling_a_tall_message_unread_marker_title_wheel_and_suspend(homes: t
             assert not any(row.startswith("↓") for row in term.rows())
             term.wait(lambda: term.screen.title == "p2pchat — dia", "the title without a count")
             term.type("\x1b[O")  # the terminal reports: focus lost
+            # Keys are handled in order: once a key typed after the report shows, the report was handled
+            # (the message comes another way, and must not overtake it).
+            term.type("?")
+            term.wait(lambda: term.rows()[-1] == "> ?", "the key typed after the focus report")
+            term.type("\x7f")
+            term.wait(lambda: term.rows()[-1] == ">", "the input empty again")
             dia.write("while you were away\n")
             term.wait(lambda: term.screen.title == "p2pchat — dia (1 new)", "the count while unfocused")
             term.type("\x1b[I")  # focus back

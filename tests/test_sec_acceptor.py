@@ -132,6 +132,12 @@ def test_acceptor_api_next_with_a_predicate_again_and_again_then_close() -> None
     port = server.getsockname()[1]
     me, wanted, other = X25519PrivateKey.generate(), X25519PrivateKey.generate(), X25519PrivateKey.generate()
     rejected: list[str] = []
+    reported = threading.Condition()
+
+    def on_rejected(address: str, error: P2PChatError) -> None:
+        with reported:  # reported from a handshake thread, possibly after the caller saw the hang-up
+            rejected.append(str(error))
+            reported.notify_all()
 
     def only(key: X25519PrivateKey) -> Callable[[HandshakeComplete], None]:
         def admit(done: HandshakeComplete) -> None:
@@ -140,9 +146,7 @@ def test_acceptor_api_next_with_a_predicate_again_and_again_then_close() -> None
 
         return admit
 
-    acceptor = Acceptor(
-        server, lambda: _session(False, me, "me"), lambda a, e: rejected.append(str(e)), admit=only(wanted)
-    )
+    acceptor = Acceptor(server, lambda: _session(False, me, "me"), on_rejected, admit=only(wanted))
 
     try:
         for _ in range(2):  # the same acceptor serves one next() after another
@@ -155,7 +159,8 @@ def test_acceptor_api_next_with_a_predicate_again_and_again_then_close() -> None
                 thread.join(TIMEOUT)
             # The other key was turned away: a refused handshake, or a reset if its hello was still unread.
             assert any(isinstance(r, (HandshakeError, ConnectionLost)) for r in results), results
-        assert rejected.count("not the one") == 2
+        with reported:
+            assert reported.wait_for(lambda: rejected.count("not the one") == 2, TIMEOUT), rejected
         waiting: list[BaseException] = []
 
         def wait() -> None:
