@@ -43,10 +43,12 @@ def public_bytes(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def dh(key_pair: X25519PrivateKey, public_key: bytes) -> bytes:
+def dh(key_pair: X25519PrivateKey, public_key: bytes | X25519PublicKey) -> bytes:
     """DH(key_pair, public_key): the X25519 shared secret."""
     try:
-        return key_pair.exchange(X25519PublicKey.from_public_bytes(public_key))
+        if isinstance(public_key, bytes):
+            public_key = X25519PublicKey.from_public_bytes(public_key)
+        return key_pair.exchange(public_key)
     except ValueError as exc:  # a low-order point gives an all-zero secret; refuse it
         raise HandshakeError("the peer sent an invalid public key") from exc
 
@@ -230,6 +232,7 @@ class HandshakeState:
         self.symmetric_state = SymmetricState(PROTOCOL_XX if psk is None else PROTOCOL_XXPSK3)
         self.symmetric_state.mix_hash(prologue)
         self._index = 0  # which message pattern comes next
+        self._public_keys: dict[bytes, X25519PublicKey] = {}
         self._failed = False
         self.cipher_states: tuple[CipherState, CipherState] | None = None
 
@@ -328,14 +331,24 @@ class HandshakeState:
         if self.e is None or self.re is None:
             raise HandshakeError("handshake out of order")
         if token == "ee":
-            return dh(self.e, self.re)
+            return dh(self.e, self._parsed(self.re))
         if token == "es":
             local, remote = (self.e, self.rs) if self.initiator else (self.s, self.re)
         else:  # "se"
             local, remote = (self.s, self.re) if self.initiator else (self.e, self.rs)
         if remote is None:
             raise HandshakeError("handshake out of order")
-        return dh(local, remote)
+        return dh(local, self._parsed(remote))
+
+    def _parsed(self, public_key: bytes) -> X25519PublicKey | bytes:
+        """The peer's key as an object, parsed once: each of re and rs takes part in two DH."""
+        parsed = self._public_keys.get(public_key)
+        if parsed is None:
+            try:
+                parsed = self._public_keys[public_key] = X25519PublicKey.from_public_bytes(public_key)
+            except ValueError:
+                return public_key  # dh() reports it
+        return parsed
 
     def _advance(self) -> None:
         self._index += 1
