@@ -48,8 +48,8 @@ PIPE_ACK_WAIT = 30.0  # seconds a pipe waits at stdin EOF for its last texts to 
 QUIT_ACK_WAIT = 3.0  # seconds /quit waits for the same before leaving
 QUIET_WAIT = 0.5  # a wait shorter than this is not worth a line on stderr
 KEEPALIVE = 15  # seconds of silence before a keepalive (--keepalive); a link is lost after 3 x the peer's
-STOP_TIMEOUT = 5.0
-REDIAL_STOP_WAIT = 0.5  # seconds an ending chat gives a redial in progress to notice  # seconds to wait for the take-back thread beyond a handshake in progress
+STOP_TIMEOUT = 5.0  # seconds to wait for the take-back thread beyond a handshake in progress
+REDIAL_STOP_WAIT = 0.5  # seconds an ending chat gives a redial in progress to notice
 
 # The extensions this version speaks. Half-close (done) only in pipe mode: there the end of stdin
 # ends our input but not the chat; in the terminal, leaving (/quit) is the only way to stop typing.
