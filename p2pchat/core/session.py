@@ -31,7 +31,7 @@ from ..errors import (
     PassphraseMismatch,
     RemoteProtocolError,
 )
-from . import binary, messages
+from . import binary, filewire, messages
 from .framing import FrameDecoder, encode_frame
 from .messages import Ack, Bye, Done, Hello, Keepalive, Message, Rekey, Text
 from .noise import CipherState, HandshakeState
@@ -61,7 +61,7 @@ class HandshakeComplete:
     handshake_hash: bytes  # Noise h: the same on both sides, the source of the safety code
 
 
-Event = HandshakeComplete | Hello | Text | Ack | Bye | Keepalive | Done
+Event = HandshakeComplete | Hello | Text | Ack | Bye | Keepalive | Done | filewire.FileMessage
 
 
 class Session:
@@ -151,6 +151,30 @@ class Session:
         if isinstance(message, Bye):
             self._bye_sent = True
             return out
+        return out + self._count_for_rekey()
+
+    def send_plaintext(self, plaintext: bytes | memoryview) -> bytes:
+        """The frame(s) carrying an extension's ready-made plaintext (e.g. a file data record)."""
+        if self._send_cipher is None or self._bye_sent:
+            raise LocalProtocolError("cannot send before the handshake is complete or after bye")
+        out = encode_frame(self._send_cipher.encrypt_with_ad(b"", bytes(plaintext)))
+        return out + self._count_for_rekey()
+
+    def seal_into(self, plaintext: bytes | memoryview, out: memoryview) -> tuple[int, bytes]:
+        """send_plaintext() written into *out* (2 + len(plaintext) + 16 bytes at least).
+
+        Returns the frame's length in *out*, and the bytes to send right after it (a rekey, now
+        and then). The bulk path for file data: the caller reuses one buffer for every record.
+        """
+        if self._send_cipher is None or self._bye_sent:
+            raise LocalProtocolError("cannot send before the handshake is complete or after bye")
+        length = self._send_cipher.encrypt_into(b"", plaintext, out[2:])
+        out[0:2] = length.to_bytes(2, "big")
+        return 2 + length, self._count_for_rekey()
+
+    def _count_for_rekey(self) -> bytes:
+        assert self._send_cipher is not None
+        out = b""
         self._sent_since_rekey += 1
         if self._sent_since_rekey >= self._rekey_interval:
             out += self._seal(Rekey())
@@ -216,8 +240,13 @@ class Session:
                 self._read_handshake(self._handshake, frame, events)
                 continue
             assert self._recv_cipher is not None
-            message = messages.decode(self._recv_cipher.decrypt_with_ad(b"", frame), self._features)
-            if isinstance(message, binary.AckUpTo):
+            plaintext = self._recv_cipher.decrypt_with_ad(b"", frame)
+            message = messages.decode(plaintext, self._features)
+            if message is None and filewire.FEATURE in self._features and plaintext[:1] == b"{":
+                file_message = filewire.decode(plaintext)  # the JSON file_* messages (None for others)
+                if file_message is not None:
+                    events.append(file_message)
+            elif isinstance(message, binary.AckUpTo):
                 self._acknowledged_up_to(message.id, events)
             elif isinstance(message, Rekey):
                 self._recv_cipher.rekey()
