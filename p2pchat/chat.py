@@ -158,6 +158,10 @@ def chat(options: ChatOptions) -> int:
 
 
 def _chat(options: ChatOptions, onion: OnionService | None) -> int:
+    if options.code is not None:
+        # A short code works once: a lost link cannot be taken back with it, so such a chat ends at
+        # the first loss (the keys are verified by then: the next chat pins them with --peer).
+        options = dataclasses.replace(options, resume_for=0)
     address = sockets.parse_address(options.address, listening=options.listening)
     others: list[sockets.Address] = []
     if not options.listening:

@@ -74,6 +74,19 @@ def _code(lis: Proc) -> str:
     return lis.wait_err(r"short code (\S+): ").group(1)
 
 
+def test_a_chat_started_with_a_code_ends_at_a_lost_link(homes: tuple[Path, Path]) -> None:
+    # The code is spent: nobody could take the link back with it, so waiting 600 s would be a lie.
+    lis, port = listener(homes[0], "--code")
+    with lis:
+        code = _code(lis)
+        with dialer(homes[1], port, "--code", code) as dia:
+            lis.wait_err(r"dia joined")
+            dia.kill()  # gone without bye
+        lis.wait_err(r"connection lost")
+        assert lis.finish() == 1
+    assert "waiting for" not in lis.stderr_text.split("dia joined")[1]
+
+
 def test_code_end_to_end_saves_both_keys_verified(homes: tuple[Path, Path]) -> None:
     lis, port = listener(homes[0], "--code")
     with lis:
