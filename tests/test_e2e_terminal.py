@@ -352,3 +352,30 @@ def test_stdout_redirected_means_pipe_mode(homes: tuple[Path, Path], tmp_path: P
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
+
+
+def test_a_lost_link_and_its_resume_on_screen(homes: tuple[Path, Path]) -> None:
+    """Issue #10 in the terminal: the status bar says the state in words, one line marks the loss and
+    one the resume, and what is typed meanwhile waits and then arrives."""
+    term = Terminal(["listen", "127.0.0.1:0", "--name", "lis", "--keepalive", "1"], homes[0])
+    try:
+        with dialer(homes[1], term.port(), "--keepalive", "1") as dia:
+            term.wait(lambda: "connected" in term.rows()[0], "the status bar")
+            dia.signal(signal.SIGSTOP)  # silent, not closed: a dead link
+            term.wait(lambda: any("connection lost" in row for row in term.rows()), "the line marking the loss")
+            term.wait(lambda: "waiting for dia to come back" in term.rows()[0], "the state in the status bar")
+            term.type("typed while the link is down\r")
+            term.wait(lambda: any("… you: typed while the link is down" in row for row in term.rows()), "pending")
+            dia.signal(signal.SIGCONT)  # the dialer finds its connection gone and calls back
+            term.wait(lambda: any("connection resumed" in row for row in term.rows()), "the line marking the resume")
+            term.wait(lambda: "connected" in term.rows()[0], "connected again")
+            dia.wait_out(r"^lis: typed while the link is down$")
+            term.wait(lambda: any("✓ you: typed while the link is down" in row for row in term.rows()), "delivered")
+            assert re.search(STAMP + r" .*connection lost", "\n".join(term.rows()))  # with the time
+            term.type("\x04")  # Ctrl-D: leave
+            dia.close_stdin()
+            assert dia.finish() == 0
+            assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
