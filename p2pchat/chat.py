@@ -40,6 +40,7 @@ from .link.connection import Connection
 from .link.conversation import RESUME_FOR, Conversation
 from .link.redial import retry
 from .term.sanitize import clean_name, preview
+from .term.say import status
 
 if TYPE_CHECKING:  # Tor and SOCKS are imported only by the chats that use them: listen starts sooner
     from .link.tor import OnionService, TorOptions
@@ -77,12 +78,6 @@ class ChatOptions:
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
     bell: bool = True  # the full-screen interface rings on incoming messages
     code: str | None = None  # --code: the short code (a fresh one when listening)
-
-
-def status(line: str) -> None:
-    # One write per line: a signal between a print's text and its newline would glue two lines.
-    sys.stderr.write(f"p2pchat: {line}\n")
-    sys.stderr.flush()
 
 
 def _interactive_terminal() -> bool:

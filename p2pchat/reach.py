@@ -16,15 +16,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from .link import interfaces, portmap
-from .term import invitation
+from .term import invitation, say
 
 log = logging.getLogger("p2pchat")
-
-
-def _status(line: str) -> None:
-    # One write per line: a signal between a print's text and its newline would glue two lines.
-    sys.stderr.write(f"p2pchat: {line}\n")
-    sys.stderr.flush()
 
 
 class Reach:
@@ -38,7 +32,7 @@ class Reach:
         passphrase: bool = False,
         upnp: bool = False,
         code: str | None = None,
-        status: Callable[[str], None] = _status,
+        status: Callable[[str], None] = say.status,
         addresses: Callable[[], list[interfaces.IPAddress]] = interfaces.interface_addresses,
         map_port: Callable[[int], portmap.KeptMapping] = portmap.map_port,
     ) -> None:

@@ -32,6 +32,7 @@ from ..events import (
     WaitingForPeer,
 )
 from .sanitize import clean_text, preview
+from .say import status
 
 READ_SIZE = 64 * 1024
 
@@ -65,7 +66,7 @@ class Pipe:
             pass  # the conversation tracks deliveries and the end of the peer's input; nothing to print
         else:
             for line in _link_state(event, self._peer):
-                _status(line)
+                status(line)
 
     def _write(self, event: Received) -> None:
         prefix = f"* {self._peer} " if event.action else f"{self._peer}: "
@@ -118,12 +119,6 @@ def _link_state(event: ChatEvent, peer: str) -> list[str]:
         lines = [f"{peer} started a new chat; {len(event.undelivered)} message(s) of the old one were lost"]
         return lines + [f"not delivered: {preview(text)}" for _, text in event.undelivered]
     return []
-
-
-def _status(line: str) -> None:
-    # One write per line: a signal between a print's text and its newline would glue two lines.
-    sys.stderr.write(f"p2pchat: {line}\n")
-    sys.stderr.flush()
 
 
 def _decode(line: bytes) -> str:
