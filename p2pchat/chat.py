@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from . import CLIENT, identity, reach
-from .core import binary
+from .core import binary, filewire
 from .core.messages import DONE, RESUME, Hello
 from .core.messages import KEEPALIVE as KEEPALIVE_FEATURE
 from .core.noise import public_bytes
@@ -54,7 +55,7 @@ REDIAL_STOP_WAIT = 0.5  # seconds an ending chat gives a redial in progress to n
 
 # The extensions this version speaks. Half-close (done) only in pipe mode: there the end of stdin
 # ends our input but not the chat; in the terminal, leaving (/quit) is the only way to stop typing.
-FEATURES = (binary.FEATURE, KEEPALIVE_FEATURE, RESUME)
+FEATURES = (binary.FEATURE, KEEPALIVE_FEATURE, RESUME, filewire.FEATURE)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class ChatOptions:
     upnp: bool = False  # listen: ask the router to forward the port (UPnP-IGD, else NAT-PMP)
     bell: bool = True  # the full-screen interface rings on incoming messages
     code: str | None = None  # --code: the short code (a fresh one when listening)
+    send_files: tuple[Path, ...] = ()  # --send: offered once connected
+    save_to: Path | None = None  # --save-to: where pipe mode accepts files (the terminal's /accept default)
 
 
 def _interactive_terminal() -> bool:
@@ -437,8 +440,8 @@ def _one_chat(setup: _Setup, role: _Listening | _Dialing) -> int:
         role.start(conversation, peer)
         if interactive:
             me = (options.name, public_bytes(setup.key))
-            return _interactive(conversation, peer, intro, trust, me, setup.known, wait, options.bell)
-        return _pipe(conversation, peer, intro, wait)
+            return _interactive(conversation, peer, intro, trust, me, setup.known, wait, options)
+        return _pipe(conversation, peer, intro, wait, options)
     finally:
         role.stop()
         conversation.close(say_bye=True)  # a no-op after a normal end; on any other way out, bye
@@ -490,9 +493,11 @@ def _interactive(
     me: tuple[str, bytes],  # our name and public key
     known: identity.KnownPeers,
     wait: float,
-    bell: bool = True,
+    options: ChatOptions,
 ) -> int:
     from .cli import HANDLER
+    from .events import FileNotice
+    from .term.filecommands import FileCommands, complete_path
     from .term.ui import COLOURS, ChatUI, Person
 
     myself = Person(clean_name(me[0]), identity.colour_index(me[1], len(COLOURS)))
@@ -515,9 +520,31 @@ def _interactive(
             "if the safety code is the same on both screens, type /verify confirm",
         ]
 
-    ui = ChatUI(conversation, myself, them, trust=lambda: trust[0], commands={"/verify": verify_command}, bell=bell)
+    files = FileCommands(
+        them.name,
+        notify=lambda line, warning: ui.on_event(FileNotice(line, warning)),
+        progress=lambda line: ui.on_event(FileNotice("")),  # redraws the status bar
+        files_in_use=lambda: conversation.files_in_use,
+        directory=options.save_to,
+    )
+    conversation.use_files(files.engine)
+    ui = ChatUI(
+        conversation,
+        myself,
+        them,
+        trust=lambda: trust[0],
+        commands={"/verify": verify_command, **files.table()},
+        bell=options.bell,
+        completers={"/send": complete_path},
+        activity=lambda: files.activity,
+    )
     for text, warning in intro:
         ui.system(text, warning)
+    if not conversation.files_in_use:
+        ui.system(f"{them.name}'s p2pchat does not do file transfer: /send is off")
+    for path in options.send_files:
+        for line in files.send(str(path)):
+            ui.system(line)
     HANDLER.hold_records()  # the screen is the interface's now: -v details wait until it closes
     try:
         conversation.start(ui.on_event)
@@ -526,24 +553,44 @@ def _interactive(
         HANDLER.release_records()
     if ending is Ending.QUIT:
         settle(conversation, wait, half_close=False)
-    return finish(conversation, ending, lambda: ui.ended, them.name)
+    exit_code = finish(conversation, ending, lambda: ui.ended, them.name)
+    for line in files.engine.close():  # what did not finish: said, never silent
+        status(line)
+    return exit_code
 
 
-def _pipe(conversation: Conversation, peer: handshake.Peer, intro: list[tuple[str, bool]], wait: float) -> int:
+def _pipe(
+    conversation: Conversation, peer: handshake.Peer, intro: list[tuple[str, bool]], wait: float, options: ChatOptions
+) -> int:
+    from .term.filepipe import FilePipe
     from .term.pipe import Pipe
 
     for text, _ in intro:
         status(text)
     name = clean_name(peer.hello.name)
     pipe = Pipe(name)
+    files = FilePipe(name, options.save_to)
+    conversation.use_files(files.engine)
     try:
         try:
             conversation.start(pipe.on_event)
+            files.offer(list(options.send_files), conversation.files_in_use)
             ending = Ending.QUIT if pipe.run(conversation) else Ending.LINK_ENDED
-            both_done = ending is Ending.QUIT and settle(conversation, wait, half_close=True)
+            both_done = False
+            if ending is Ending.QUIT:
+                # Input ended; the transfers go on. "done" goes only after ours are over (no more from us).
+                files.wait(gone=lambda: conversation.is_ended)
+                both_done = settle(conversation, wait, half_close=True)
+                if not conversation.half_close and options.save_to is not None and conversation.files_in_use:
+                    # A peer without half-close (the terminal) decides when it has sent everything: stay
+                    # until it leaves, receiving what it sends.
+                    conversation.wait_finished()
+                files.wait(gone=lambda: conversation.is_ended)  # an offer that came while we settled
         except KeyboardInterrupt:
             ending, both_done = Ending.INTERRUPTED, False
-        return finish(conversation, ending, lambda: pipe.ended, name, both_done)
+        code = finish(conversation, ending, lambda: pipe.ended, name, both_done)
+        files.close()
+        return ExitCode.NETWORK if files.failed and code == ExitCode.OK else code
     finally:
         conversation.close(say_bye=True)  # the threads must end before the wake-up pipe closes
         pipe.close()

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
@@ -87,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
         "--passphrase",
         action="store_true",
         help="ask for a passphrase shared with the peer (or set P2PCHAT_PASSPHRASE)",
+    )
+    chat.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="offer FILE to the peer once connected (repeatable); the exit status says whether every file arrived",
+    )
+    chat.add_argument(
+        "--save-to",
+        metavar="DIR",
+        help="pipe mode: accept the peer's files into DIR (without it, offers are declined); "
+        "in the terminal, /accept's default directory",
     )
     chat.add_argument(
         "--keepalive",
@@ -299,6 +313,8 @@ def _options(args: argparse.Namespace) -> ChatOptions:
         resume_for=args.resume_for,
         keep=getattr(args, "keep", False),
         retry=getattr(args, "retry", 0.0),
+        send_files=_files_to_send(args.send),
+        save_to=_save_to(args.save_to),
     )
 
 
@@ -316,6 +332,24 @@ def _tor_options(args: argparse.Namespace) -> tuple[list[str], TorOptions | None
 
     address, tor = plan(args.address, args.tor or None, args.tor_control, args.tor_ephemeral)
     return [address], tor
+
+
+def _files_to_send(names: list[str]) -> tuple[Path, ...]:
+    """The --send files, checked now: a typo should not wait until someone has dialed in."""
+    paths = tuple(Path(name).expanduser() for name in names)
+    for path in paths:
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise UsageError(f"--send {path}: not a readable file")
+    return paths
+
+
+def _save_to(name: str | None) -> Path | None:
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--save-to {path}: not a writable directory")
+    return path
 
 
 def _code(args: argparse.Namespace) -> str | None:

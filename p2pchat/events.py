@@ -92,7 +92,19 @@ class PeerRestarted:
 # What the link layer says about the connection under a chat that outlives connections.
 LinkStateEvent = LinkDown | Reconnecting | WaitingForPeer | LinkUp | PeerRestarted
 
-ChatEvent = Received | Delivered | PeerLeft | PeerDone | LinkFailed | LinkStateEvent
+
+@dataclass(frozen=True)
+class FileNotice:
+    """A line about a file transfer (an offer, an outcome), shown as a line from p2pchat.
+
+    An empty text shows nothing: the status bar's transfer progress changed.
+    """
+
+    text: str
+    warning: bool = False
+
+
+ChatEvent = Received | Delivered | PeerLeft | PeerDone | LinkFailed | LinkStateEvent | FileNotice
 
 
 class Ending(Enum):

@@ -15,6 +15,11 @@ reads into one reused buffer and writes the acks of each receive batch itself
 (one, where acks are cumulative). One write lock keeps frames on the wire in the
 order they were sealed.
 
+File data (extension ``files``) is the low lane: the sender thread seals the next record
+from its :class:`LowLane` only while nothing else is queued, into one reused buffer, and the
+socket's TCP_NOTSENT_LOWAT keeps the kernel from holding more than 128 KiB of it unsent: a
+text typed during a transfer waits for one record at most, never behind the file.
+
 Every wait has a deadline. With extension ``keepalive`` in use, the sender sends
 a keepalive after KEEPALIVE seconds of sending nothing (its queue wait times out
 then: no polling), and the receiver declares the link lost after 3 x the peer's
@@ -30,12 +35,16 @@ import logging
 import queue
 import select
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from ..core import filewire
 from ..core.binary import FEATURE as BINARY
+from ..core.framing import MAX_FRAME_LEN
 from ..core.messages import DONE, KEEPALIVE, RESUME, Ack, Bye, Done, Hello, Keepalive, Text
 from ..core.session import Event, Session
 from ..errors import ConnectionLost, P2PChatError
@@ -49,9 +58,29 @@ SEND_STALL_TIMEOUT = 60.0  # seconds a peer may take none of our bytes before th
 MAX_PENDING_ACKS = 4096  # acks not yet sent (a p2pchat/1 peer gets one per text); the receiver waits beyond
 CLOSE_TIMEOUT = 2.0  # seconds close() gives each thread to finish before it cuts the socket
 
+# Unsent bytes the kernel may hold for this socket while file data flows (Linux and macOS name the
+# option; Python exposes it from 3.12 on): a text queued behind file data waits for this much at most.
+NOTSENT_LOWAT = 128 * 1024
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25 if sys.platform.startswith("linux") else None)
+
 Outgoing = Text | Done | Bye
 _STOP = object()  # tells the sender thread to finish
 _ACKS = object()  # tells the sender thread that acks are due
+_WAKE = object()  # tells the sender thread that the low lane may have data
+
+
+class LowLane(Protocol):
+    """What the sender thread sends when nothing else waits (file data)."""
+
+    def next_record(self) -> memoryview | None:
+        """The next plaintext, None when none is due, empty when work was done but nothing is ready.
+
+        The view may be reused by the next call: it is sealed before then.
+        """
+
+
+class _Plaintext(bytes):
+    """An extension's ready-made plaintext for the high lane (a file control message)."""
 
 
 class Connection:
@@ -85,6 +114,9 @@ class Connection:
         # An ack covers every text before it: with resume, and with binary (its ack is "up to").
         self.cumulative_acks = self.resumable or BINARY in features
         self.half_close = DONE in features
+        self.files = filewire.FEATURE in features  # both sides speak extension files
+        self._low_lane: LowLane | None = None
+        self._frame: memoryview | None = None  # the one buffer every low-lane record is sealed into
         self._send_timeout = send_timeout
         _tune(sock, keepalive, self.silence_limit or send_timeout)
         self._on_message: Callable[[Event], None] = lambda event: None
@@ -155,6 +187,24 @@ class Connection:
     def pieces(self, text: str) -> list[tuple[str, bytes | None]]:
         """*text* cut to fit one text message each in the encoding this connection uses."""
         return self._session.pieces(text)
+
+    def send_plaintext(self, plaintext: bytes) -> None:
+        """Queue an extension's control plaintext on the high lane (ahead of file data)."""
+        self._put(_Plaintext(plaintext))
+
+    def use_low_lane(self, lane: LowLane | None) -> None:
+        """Send *lane*'s records whenever nothing else is queued (None: stop, the lane moved on)."""
+        if lane is not None and self._frame is None:
+            self._frame = memoryview(bytearray(2 + MAX_FRAME_LEN))
+            if _TCP_NOTSENT_LOWAT is not None:
+                with contextlib.suppress(OSError):  # not TCP (tests use socketpairs), or an older kernel
+                    self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+        self._low_lane = lane
+        self.wake()
+
+    def wake(self) -> None:
+        """The low lane has data again: a sender thread waiting on its queue looks at it."""
+        self._put(_WAKE)
 
     def _put(self, item: object) -> None:
         with self._count_lock:
@@ -289,6 +339,10 @@ class Connection:
                 if item is _ACKS:
                     for ack in self._take_acks():
                         batch += session.send(ack)
+                elif item is _WAKE:
+                    pass  # _next_item() looks at the low lane before it waits again
+                elif isinstance(item, _Plaintext):
+                    batch += session.send_plaintext(item)
                 elif isinstance(item, memoryview):  # what an inline write left: it goes first
                     batch += item
                 else:
@@ -315,7 +369,15 @@ class Connection:
         return stop or bye
 
     def _next_item(self) -> object:
-        """The next thing to send; a keepalive once we have sent nothing for our interval."""
+        """The next thing to send; while the queue is empty, low-lane records go out meanwhile.
+
+        A keepalive once we have sent nothing for our interval.
+        """
+        while (lane := self._low_lane) is not None:
+            with contextlib.suppress(queue.Empty):
+                return self._outgoing.get_nowait()  # the high lane first, between every two records
+            if not self._send_record(lane):
+                break
         if self.keepalive is None:
             return self._outgoing.get()
         while True:
@@ -325,6 +387,22 @@ class Connection:
             with contextlib.suppress(queue.Empty):
                 return self._outgoing.get(timeout=wait)
 
+    def _send_record(self, lane: LowLane) -> bool:
+        """Seal and write the lane's next record; False when it has none due."""
+        with self._write_lock:
+            if self._closing or self._low_lane is not lane:
+                return False
+            record = lane.next_record()
+            if record is None:
+                return False
+            if record:
+                assert self._frame is not None
+                length, after = self._session.seal_into(record, self._frame)
+                self._send_all(self._frame[:length])
+                if after:  # a rekey, now and then
+                    self._send_all(after)
+        return True
+
     def _take_acks(self) -> list[Ack]:
         with self._ack_room:
             acks = [Ack(message_id) for message_id in self._acks]
@@ -333,7 +411,7 @@ class Connection:
             self._ack_room.notify_all()
         return acks
 
-    def _send_all(self, data: bytearray) -> None:
+    def _send_all(self, data: bytes | bytearray | memoryview) -> None:
         """sendall() with a deadline: the peer must take some of our bytes every SEND_STALL_TIMEOUT."""
         view = memoryview(data)
         while view:
@@ -387,7 +465,7 @@ class Connection:
                 return self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
 
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, (Text, Ack, Done, Bye)):
+        if isinstance(event, (Text, Ack, Done, Bye, *filewire.SENT_BY_SENDER, *filewire.SENT_BY_RECEIVER)):
             self._on_message(event)
         # Keepalives only prove the link alive; a late hello cannot happen (the session refuses it).
 

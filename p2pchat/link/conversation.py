@@ -9,6 +9,11 @@ the unacknowledged texts again after a resume, and gives up after
 
 Events reach the interface in the order they happened, one at a time, and never
 under the conversation's lock: a slow interface cannot stall the link's bookkeeping.
+
+File transfers (extension ``files``) belong to the conversation too: its
+:class:`~p2pchat.link.filetransfer.FileEngine` is attached to each connection on which
+both sides announced ``files`` (its data as that connection's low lane) and detached
+when the connection is lost, so a resumed link continues the transfers.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..core import filewire
 from ..core.conversation import ConversationState, Resume, new_conversation_id
 from ..core.messages import Ack, Bye, Done, Text, pieces
 from ..core.session import Event
@@ -36,6 +42,7 @@ from ..events import (
     WaitingForPeer,
 )
 from .connection import Connection
+from .filetransfer import FileEngine
 
 log = logging.getLogger("p2pchat")
 
@@ -43,6 +50,7 @@ MAX_IN_FLIGHT = 1000  # unacknowledged texts before a pipe stops reading stdin: 
 # ...and characters: without it 1000 maximum-size texts (65 MB) could queue ahead of a typed line.
 # 1 MiB keeps a gigabit link busy (a few ms of data) while a text typed during a bulk send waits ms.
 MAX_CHARS_IN_FLIGHT = 1 << 20
+FILE_MESSAGES = (*filewire.SENT_BY_SENDER, *filewire.SENT_BY_RECEIVER)
 RESUME_FOR = 600.0  # seconds without a link before a conversation gives up (--resume-for)
 ACK_STALL = 30.0  # seconds a full window may go without any ack before the chat gives up (--wait)
 
@@ -82,6 +90,10 @@ class Conversation:
         self._retired: list[Connection] = []  # lost connections, closed (joined) from another thread
         self._unstarted: tuple[Connection, Sequence[Event]] | None = None  # adopted before start()
         self.on_link_down: Callable[[], None] = lambda: None  # the dialer starts redialing here
+        self._files: FileEngine | None = None  # the file transfers, once the interface made them
+        self._files_on: Connection | None = None  # the connection carrying them
+        self._files_lock = threading.Lock()  # attach and detach, outside _lock (the engine has its own)
+        self.files_in_use = False  # the last connection spoke extension files: offers may be made
 
     # -- the link side --------------------------------------------------------------
 
@@ -103,6 +115,7 @@ class Conversation:
         with self._lock:
             old, self._current = self._current, None
         if old is not None:
+            self._detach_files(old)
             self._retire(old)
         self._close_retired()
         peer = connection.peer_hello
@@ -126,6 +139,7 @@ class Conversation:
                 self._current = connection
                 self._half_close = connection.half_close
                 self._resumable = connection.resumable
+                self.files_in_use = connection.files
                 self._down_since = None
                 self._last_progress = time.monotonic()
                 if self._give_up is not None:
@@ -149,6 +163,7 @@ class Conversation:
         self._emit()
 
     def _start_connection(self, connection: Connection, early: Sequence[Event]) -> None:
+        self._attach_files(connection)  # before the early messages: they may be file messages
         connection.start(
             lambda event: self._on_message(connection, event),
             lambda error: self._on_lost(connection, error),
@@ -158,10 +173,13 @@ class Conversation:
     def _on_message(self, connection: Connection, event: Event) -> None:
         """A message from *connection*, in its receiver thread."""
         ack: int | None = None
+        files: FileEngine | None = None
         with self._lock:
             if connection is not self._current:
                 return  # a connection we replaced: what it says no longer counts
-            if isinstance(event, Text):
+            if isinstance(event, FILE_MESSAGES):
+                files = self._files
+            elif isinstance(event, Text):
                 if self._state.receive_text(event.id):  # raises on a gap: the connection fails
                     self._events.append(Received(event.id, event.text, event.action))
                 ack = self._state.ack_for(event.id)
@@ -176,6 +194,10 @@ class Conversation:
             elif isinstance(event, Bye) and not self._closing:
                 self._end_locked(PeerLeft())
             self._changed.notify_all()
+        if isinstance(event, FILE_MESSAGES):
+            if files is not None:  # outside our lock; a message breaking the protocol ends the connection
+                files.handle(event)
+            return
         self._emit()  # a text is shown before it is acknowledged: an ack means "shown"
         if ack is not None and self.ended is None:
             connection.send_ack(ack)
@@ -201,6 +223,7 @@ class Conversation:
             else:
                 self._end_locked(LinkFailed(error))
             self._changed.notify_all()
+        self._detach_files(connection)
         self._retire(connection)
         self._emit()
         if resume:
@@ -231,6 +254,34 @@ class Conversation:
         if current is not None:
             self._retire(current, say_bye=True)
         self._emit()
+
+    # -- file transfers -------------------------------------------------------------------
+
+    def use_files(self, engine: FileEngine) -> None:
+        """Carry *engine*'s transfers on every connection that speaks ``files`` (call before start())."""
+        self._files = engine
+
+    def _attach_files(self, connection: Connection) -> None:
+        engine = self._files
+        if engine is None or not connection.files:
+            return
+        with self._files_lock:
+            if connection is not self._current or self.ended is not None:
+                return
+            self._files_on = connection
+            connection.use_low_lane(engine)
+            engine.attach(connection.send_plaintext, connection.wake)
+
+    def _detach_files(self, connection: Connection | None = None) -> None:
+        """The connection carrying the transfers (*connection*, or whichever) is gone: they pause."""
+        engine = self._files
+        with self._files_lock:
+            carrier = self._files_on
+            if engine is None or carrier is None or (connection is not None and carrier is not connection):
+                return
+            self._files_on = None
+            carrier.use_low_lane(None)
+            engine.detach()
 
     def _retire(self, connection: Connection, say_bye: bool = False) -> None:
         """Close *connection* now, or later from another thread if this is one of its own."""
@@ -293,6 +344,8 @@ class Conversation:
                     failure = failure or exc
         if failure is not None:
             self.fail(failure)
+        if self.ended is not None:
+            self._detach_files()  # the chat is over: transfers stop, and a wait for them ends
 
     # -- the interface side ----------------------------------------------------------------
 
@@ -405,6 +458,7 @@ class Conversation:
             if self._give_up is not None:
                 self._give_up.cancel()
             self._changed.notify_all()
+        self._detach_files()
         if current is not None:
             self._retire(current, say_bye=say_bye)
         self._close_retired()

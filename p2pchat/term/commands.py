@@ -26,6 +26,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("/me", "/me ACTION", "send an action: * you ACTION", None, needs_text=True),
     Spec("/verify", "/verify", "safety code and peer's key", ("", "confirm")),
     Spec("/verify confirm", "/verify confirm", "the safety codes match", ()),
+    Spec("/send", "/send PATH", "offer a file (Tab completes the path)", None, needs_text=True),
+    Spec("/accept", "/accept [N] [DIR]", "take file offer N (default: the oldest)", None),
+    Spec("/decline", "/decline [N]", "refuse file offer N", None),
+    Spec("/transfers", "/transfers", "list the file transfers", ("",)),
+    Spec("/cancel", "/cancel [N]", "stop file transfer N, either way", None),
     Spec("/help", "/help", "this list", ("",)),
     Spec("/quit", "/quit, /exit", "leave the chat", ("",)),
 )
@@ -35,7 +40,7 @@ ALIASES = {"/exit": "/quit"}
 KEYS: tuple[tuple[str, str], ...] = (
     ("Enter", "send (on an ended chat: close)"),
     ("Alt+Enter, Ctrl-J", "new line in the message"),
-    ("Tab", "complete a /command"),
+    ("Tab", "complete a /command, or /send's path"),
     ("Up, Down", "recall lines sent"),
     ("PageUp, PageDown", "scroll by a page"),
     ("Home, End", "top, bottom (End clears ↓ new)"),

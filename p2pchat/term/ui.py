@@ -44,6 +44,7 @@ from ..events import (
     ChatEvent,
     Delivered,
     Ending,
+    FileNotice,
     LinkDown,
     LinkFailed,
     LinkUp,
@@ -163,6 +164,9 @@ class ChatUI:
     trust: Callable[[], str]  # "verified", "unverified" or "new", shown in the status bar
     commands: dict[str, Callable[[str], list[str]]] = field(default_factory=dict)  # e.g. /verify
     bell: bool = True
+    # Tab after "/command ": candidates for the argument typed so far (e.g. /send completes paths).
+    completers: dict[str, Callable[[str], list[str]]] = field(default_factory=dict)
+    activity: Callable[[], str] = lambda: ""  # a short status-bar segment (file transfer progress)
     ended: ChatEvent | None = None
     state: LinkState = field(default_factory=LinkState)
     _inbox: list[ChatEvent] = field(default_factory=list)
@@ -234,6 +238,8 @@ class ChatUI:
                 self._unread += 1
             if self.bell and self._focused is not True:
                 self._app.output.bell()
+        elif isinstance(event, FileNotice) and event.text:  # an empty one only redraws (progress)
+            self.system(event.text, event.warning)
         elif isinstance(event, Delivered):
             self.transcript.delivered(event.id)
         elif isinstance(event, LinkDown):
@@ -295,6 +301,9 @@ class ChatUI:
         waiting = self.link.unacknowledged_count()
         if waiting:
             segments.append(Segment(3, (f"{waiting} pending",)))
+        activity = self.activity()
+        if activity:
+            segments.append(Segment(3, (activity,), cuttable=True))
         trust = self.trust()
         segments.append(Segment(4, ("new key, not verified", "new key") if trust == "new" else (trust,)))
         fragments = layout(segments, columns, right=Segment(5, ("/help",)))
@@ -358,7 +367,11 @@ class ChatUI:
         @keys.add("tab")
         def _(event: KeyPressEvent) -> None:
             text = self._input.text
-            completed, candidates = commands.complete(text, self.commands)
+            word, space, argument = text.partition(" ")
+            if space and word.lower() in self.completers:
+                completed, candidates = _complete_argument(text, self.completers[word.lower()](argument))
+            else:
+                completed, candidates = commands.complete(text, self.commands)
             if completed != text:
                 self._input.text = completed
                 self._input.cursor_position = len(completed)
@@ -528,3 +541,17 @@ def _display(text: str) -> str:
 
 def _name_style(person: Person) -> str:
     return f"bold {COLOURS[person.colour % len(COLOURS)]}"
+
+
+def _complete_argument(text: str, candidates: list[str]) -> tuple[str, list[str]]:
+    """Tab on "/command ARG" given ARG's completions: the longest common completion, or the choices."""
+    word, _, argument = text.partition(" ")
+    if len(candidates) == 1:
+        return f"{word} {candidates[0]}", []
+    common = candidates[0] if candidates else ""
+    for candidate in candidates[1:]:  # the longest prefix all candidates share
+        while not candidate.startswith(common):
+            common = common[:-1]
+    if len(common) > len(argument):
+        return f"{word} {common}", []
+    return text, [c.rstrip("/").rsplit("/", 1)[-1] + ("/" if c.endswith("/") else "") for c in candidates]

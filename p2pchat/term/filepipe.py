@@ -1,0 +1,116 @@
+"""File transfers in pipe mode: ``--send FILE`` and ``--save-to DIR``, progress and outcomes on stderr.
+
+Offers are accepted into ``--save-to``; without it they are declined, saying so. A progress
+line is drawn on stderr only when stderr is a terminal; every outcome is one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import LocalError
+from ..link.filetransfer import FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
+
+STALL_TIMEOUT = 120.0  # seconds without any progress before a pipe stops waiting for its transfers
+
+
+class FilePipe:
+    """Decides on offers and reports transfers for a pipe; :attr:`engine` is the conversation's engine."""
+
+    def __init__(self, peer: str, save_to: Path | None, stderr: TextIO | None = None) -> None:
+        self._peer = peer
+        self._save_to = save_to
+        self._stderr = stderr if stderr is not None else sys.stderr
+        self._bar = self._stderr.isatty()
+        self._lock = threading.Lock()
+        self._started: dict[int, tuple[float, int]] = {}  # number -> (time, bytes) at the first progress
+        self._progressed = 0  # progress events seen: tells a stalled transfer from a slow one
+        self._quiet: set[int] = set()  # offers declined for want of --save-to: already reported
+        self.failed = False  # some file we sent or accepted did not arrive
+        self.engine = FileEngine(self.on_event, peer=peer, directory=save_to)
+
+    def on_event(self, event: FileEvent) -> None:
+        if isinstance(event, FileOffered):
+            self._offered(event)
+        elif isinstance(event, FileProgress):
+            with self._lock:
+                self._progressed += 1
+            if self._bar:
+                self._draw(event)
+        elif isinstance(event, FileOutcome):
+            if not event.ok and (event.sending or self._save_to is not None):
+                self.failed = True
+            if event.sending or event.number not in self._quiet:
+                self._say(event.line)
+
+    def _offered(self, event: FileOffered) -> None:
+        what = f"{event.name} ({human_size(event.size)}) from {self._peer}"
+        if self._save_to is None:
+            self._say(f"declined {what}: give --save-to DIR to accept files")
+            self._quiet.add(event.number)  # that line says it all
+            with contextlib.suppress(LocalError):
+                self.engine.decline(event.number)
+            return
+        resumed = f", continuing the {human_size(event.kept)} kept" if event.kept else ""
+        self._say(f"receiving {what} into {self._save_to}{resumed}")
+        self.engine.accept(event.number, self._save_to)
+
+    def offer(self, paths: list[Path], files_in_use: bool) -> None:
+        """Offer every file; a peer without file support is never offered one (and that is a failure)."""
+        for path in paths:
+            if not files_in_use:
+                self._say(f"{self._peer} does not support file transfer: not sending {path}")
+                self.failed = True
+                continue
+            try:
+                self.engine.offer(path)
+            except LocalError as exc:
+                self._say(str(exc))
+                self.failed = True
+
+    def wait(self, gone: Callable[[], bool] = lambda: True) -> None:
+        """Wait until every transfer is over (or the link is gone for good, as *gone* says).
+
+        Gives up after STALL_TIMEOUT seconds without progress.
+        """
+        while True:
+            with self._lock:
+                before = self._progressed
+            if self.engine.wait_idle(STALL_TIMEOUT, gone):
+                return
+            with self._lock:
+                if self._progressed == before:
+                    self._say(f"file transfer stalled for {STALL_TIMEOUT:g} s: giving up")
+                    self.failed = True
+                    return
+
+    def close(self) -> None:
+        for line in self.engine.close():
+            self._say(line)
+            self.failed = True
+
+    def _say(self, line: str) -> None:
+        with self._lock:
+            clear = "\r\x1b[K" if self._bar else ""
+            print(f"{clear}p2pchat: {line}", file=self._stderr, flush=True)
+
+    def _draw(self, event: FileProgress) -> None:
+        now = time.monotonic()
+        with self._lock:
+            start_time, start_bytes = self._started.setdefault(event.number, (now, event.done))
+            elapsed = now - start_time
+            rate = (event.done - start_bytes) / elapsed if elapsed > 0.5 else 0.0
+            percent = 100 * event.done // event.size if event.size else 100
+            left = f", {int((event.size - event.done) / rate)} s left" if rate > 0 else ""
+            arrow = "sending" if event.sending else "receiving"
+            line = f"{arrow} {event.name}: {percent}% of {human_size(event.size)}"
+            if rate > 0:
+                line += f", {human_size(int(rate))}/s{left}"
+            self._stderr.write(f"\r\x1b[K{line[:200]}")
+            self._stderr.flush()
