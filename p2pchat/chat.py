@@ -554,9 +554,10 @@ def _interactive(
     if ending is Ending.QUIT:
         settle(conversation, wait, half_close=False)
     exit_code = finish(conversation, ending, lambda: ui.ended, them.name)
-    for line in files.engine.close():  # what did not finish: said, never silent
+    unfinished = files.engine.close()
+    for line in unfinished:  # what did not finish: said, never silent
         status(line)
-    return exit_code
+    return ExitCode.NETWORK if unfinished and exit_code == ExitCode.OK else exit_code
 
 
 def _pipe(

@@ -252,6 +252,13 @@ class NetLab:
         self.is_cut = True
         self._cut_matches = matches
 
+    def shape(self, side: str, rate: str) -> None:
+        """Limit what namespace *side* sends over the veth to *rate* (tc's words: "16mbit"), a slow uplink."""
+        name = self.names[self._index(side)]
+        cmd = ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", DEVICE, "root", "tbf"]
+        cmd += ["rate", rate, "burst", "32kbit", "latency", "400ms"]
+        self._check(cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT))
+
     def restore(self) -> None:
         """Lift :meth:`cut`: packets flow again (connections that were not given up on carry on)."""
         for name in self.names:

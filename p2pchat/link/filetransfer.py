@@ -85,7 +85,15 @@ class FileOutcome:
     line: str
 
 
-FileEvent = FileOffered | FileProgress | FileOutcome
+@dataclass(frozen=True)
+class FileContinued:
+    """After a lost link, the peer accepted our file again from *offset*: one line to show."""
+
+    number: int
+    line: str
+
+
+FileEvent = FileOffered | FileProgress | FileOutcome | FileContinued
 
 
 def human_size(size: int) -> str:
@@ -301,6 +309,8 @@ class FileEngine:
         for event in events:
             if isinstance(event, Offered):
                 self._offered(event.transfer)
+            elif isinstance(event, Accepted) and event.transfer.next_offset > 0:
+                self._continued(event.transfer)
             elif isinstance(event, Progress):
                 self._progress(True, event.transfer.id, event.transfer.acked, event.transfer.size)
             elif isinstance(event, Finished):
@@ -313,6 +323,14 @@ class FileEngine:
             number = self._number(False, transfer.id)
         kept = None if self.directory is None else PartFile.resumable(self.directory, transfer.name, transfer.size)
         self._on_event(FileOffered(number, shown(safe_name(transfer.name)), transfer.size, kept))
+
+    def _continued(self, transfer: Outgoing) -> None:
+        with self._lock:
+            number = self._numbers[(True, transfer.id)]
+            name = self._shown((True, transfer.id))
+        offset, size = transfer.next_offset, transfer.size
+        line = f"continuing {name} from {human_size(offset)} of {human_size(size)} ({100 * offset // size}%)"
+        self._on_event(FileContinued(number, line))
 
     # -- the sender thread ------------------------------------------------------------
 
@@ -388,6 +406,9 @@ class FileEngine:
                     with self._lock:
                         ack = transfer.written(part.written)
                         if ack is not None:
+                            log.debug(
+                                "file transfer %d: %d of %d bytes written", transfer_id, part.written, transfer.size
+                            )
                             self._control(ack)
                     self._progress(False, transfer_id, part.written, transfer.size)
                 elif kind == "end" and part is not None and transfer.state is State.ENDED:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import LocalError
 from ..link.files import download_dir
-from ..link.filetransfer import FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
+from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
 
 USAGE = {
     "/send": "/send PATH: offer a file (Tab completes the path)",
@@ -66,6 +66,8 @@ class FileCommands:
             arrow = "↑" if event.sending else "↓"
             self.activity = "" if event.done >= event.size else f"{arrow} {event.name} {percent}%"
             self._progress(self.activity)
+        elif isinstance(event, FileContinued):
+            self._notify(event.line, False)
         elif isinstance(event, FileOutcome):
             self.activity = ""
             self._progress("")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import LocalError
-from ..link.filetransfer import FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
+from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
 
 STALL_TIMEOUT = 120.0  # seconds without any progress before a pipe stops waiting for its transfers
 
@@ -43,6 +43,8 @@ class FilePipe:
                 self._progressed += 1
             if self._bar:
                 self._draw(event)
+        elif isinstance(event, FileContinued):
+            self._say(event.line)
         elif isinstance(event, FileOutcome):
             if not event.ok and (event.sending or self._save_to is not None):
                 self.failed = True
