@@ -8,6 +8,7 @@ from pathlib import Path
 from p2pchat.link.filetransfer import FileOutcome, FileProgress
 from p2pchat.term.filecommands import FileCommands, complete_path
 from p2pchat.term.filepipe import FilePipe
+from p2pchat.term.progress import Meter, duration
 
 
 def _commands(tmp_path: Path, in_use: bool = True) -> tuple[FileCommands, list[tuple[str, bool]]]:
@@ -93,3 +94,26 @@ def test_pipe_exit_status_counts_only_files_it_meant_to_move(tmp_path: Path) -> 
     assert sending.failed
     for files in (declining, saving, sending):
         files.close()
+
+
+def test_progress_words_rate_and_time_left() -> None:
+    meter = Meter()
+    assert meter.line(1, 0, 10_000_000, now=100.0) == "0% of 10.0 MB"  # no rate before it means anything
+    assert meter.line(1, 1_000_000, 10_000_000, now=100.2) == "10% of 10.0 MB"
+    assert meter.line(1, 4_000_000, 10_000_000, now=102.0) == "40% of 10.0 MB, 2.0 MB/s, 3 s left"
+    # Continued from an earlier offset after a lost link: the rate counts afresh.
+    assert meter.line(1, 3_000_000, 10_000_000, now=110.0) == "30% of 10.0 MB"
+    assert meter.line(1, 3_700_000, 10_000_000, now=111.0) == "37% of 10.0 MB, 700.0 kB/s, 9 s left"
+    assert meter.line(2, 0, 0, now=0.0) == "100% of 0 bytes"
+
+
+def test_durations_as_precise_as_a_person_needs() -> None:
+    assert [duration(s) for s in (0, 8.4, 99.4, 100, 3500, 3599, 3900)] == [
+        "0 s",
+        "8 s",
+        "99 s",
+        "2 min",
+        "58 min",
+        "1 h 00 min",
+        "1 h 05 min",
+    ]

@@ -8,12 +8,14 @@ from its command table (:meth:`FileCommands.table`). File events become one line
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LocalError
 from ..link.files import download_dir
 from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
+from .progress import Meter
 
 USAGE = {
     "/send": "/send PATH: offer a file (Tab completes the path)",
@@ -40,7 +42,8 @@ class FileCommands:
         self._progress = progress
         self._files_in_use = files_in_use
         self.directory = directory or download_dir()
-        self.activity = ""  # the transfer under way, for the status bar: "↓ report.pdf 45%"
+        self.activity = ""  # the transfer under way, for the status bar: "↓ report.pdf 45% of 2.3 MB, ..."
+        self._meter = Meter()
         self.engine = FileEngine(self.on_event, peer=peer, directory=self.directory)
 
     def table(self) -> dict[str, Callable[[str], list[str]]]:
@@ -62,13 +65,14 @@ class FileCommands:
                 False,
             )
         elif isinstance(event, FileProgress):
-            percent = 100 * event.done // event.size if event.size else 100
             arrow = "↑" if event.sending else "↓"
-            self.activity = "" if event.done >= event.size else f"{arrow} {event.name} {percent}%"
+            words = self._meter.line(event.number, event.done, event.size, time.monotonic())
+            self.activity = "" if event.done >= event.size else f"{arrow} {event.name} {words}"
             self._progress(self.activity)
         elif isinstance(event, FileContinued):
             self._notify(event.line, False)
         elif isinstance(event, FileOutcome):
+            self._meter.forget(event.number)
             self.activity = ""
             self._progress("")
             self._notify(event.line, not event.ok)

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from ..errors import LocalError
 from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
+from .progress import Meter
 
 STALL_TIMEOUT = 120.0  # seconds without any progress before a pipe stops waiting for its transfers
 
@@ -29,7 +30,7 @@ class FilePipe:
         self._stderr = stderr if stderr is not None else sys.stderr
         self._bar = self._stderr.isatty()
         self._lock = threading.Lock()
-        self._started: dict[int, tuple[float, int]] = {}  # number -> (time, bytes) at the first progress
+        self._meter = Meter()
         self._progressed = 0  # progress events seen: tells a stalled transfer from a slow one
         self._quiet: set[int] = set()  # offers declined for want of --save-to: already reported
         self.failed = False  # some file we sent or accepted did not arrive
@@ -46,6 +47,8 @@ class FilePipe:
         elif isinstance(event, FileContinued):
             self._say(event.line)
         elif isinstance(event, FileOutcome):
+            with self._lock:
+                self._meter.forget(event.number)
             if not event.ok and (event.sending or self._save_to is not None):
                 self.failed = True
             if event.sending or event.number not in self._quiet:
@@ -103,16 +106,8 @@ class FilePipe:
             print(f"{clear}p2pchat: {line}", file=self._stderr, flush=True)
 
     def _draw(self, event: FileProgress) -> None:
-        now = time.monotonic()
         with self._lock:
-            start_time, start_bytes = self._started.setdefault(event.number, (now, event.done))
-            elapsed = now - start_time
-            rate = (event.done - start_bytes) / elapsed if elapsed > 0.5 else 0.0
-            percent = 100 * event.done // event.size if event.size else 100
-            left = f", {int((event.size - event.done) / rate)} s left" if rate > 0 else ""
+            words = self._meter.line(event.number, event.done, event.size, time.monotonic())
             arrow = "sending" if event.sending else "receiving"
-            line = f"{arrow} {event.name}: {percent}% of {human_size(event.size)}"
-            if rate > 0:
-                line += f", {human_size(int(rate))}/s{left}"
-            self._stderr.write(f"\r\x1b[K{line[:200]}")
+            self._stderr.write(f"\r\x1b[K{arrow} {event.name}: {words}"[:200])
             self._stderr.flush()
