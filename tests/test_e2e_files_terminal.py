@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from p2pchat.core import filewire
+from p2pchat.core.filewire import MAX_DATA, FileAccept, FileCancel, FileOffer
+from p2pchat.core.messages import Bye
+
 from .procs import dialer, listener
+from .test_e2e_files import Hostile
 from .test_e2e_terminal import Terminal
 
 
@@ -50,6 +56,43 @@ def test_send_from_the_terminal(homes: tuple[Path, Path], tmp_path: Path) -> Non
             assert term.close() == 0
             assert lis.finish() == 0, lis.stderr_text
         assert (tmp_path / "in" / "photo.jpg").read_bytes() == source.read_bytes()
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def test_progress_in_the_status_bar_and_a_cancel_from_a_hostile_sender(
+    homes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    term = Terminal(
+        ["listen", "127.0.0.1:0", "--name", "lis", "--save-to", str(inbox)], homes[0], env={"NO_COLOR": "1"}
+    )
+    try:
+        hostile = Hostile(term.port())
+        size = 8 * MAX_DATA
+        # An escape sequence in the name would clear the screen if it reached the terminal.
+        hostile.send(filewire.encode(FileOffer(1, "\x1b[2Jstalled.bin", size)))
+        term.wait(
+            lambda: re.search(r"evil offers \S*\[2Jstalled\.bin \(524\.0 kB\)", _screen(term)) is not None, "offer"
+        )
+        term.type("/accept\r")  # into --save-to
+        assert hostile.expect(FileAccept) == FileAccept(1, 0)
+        for offset in range(0, size // 2, MAX_DATA):  # half the file, then nothing: a stalled sender
+            hostile.send(filewire.encode_data(1, offset, bytes(MAX_DATA)))
+        term.wait(lambda: re.search(r"↓ \S*\[2Jstalled\.bin \d+% of 524\.0 kB", term.rows()[0]) is not None, "progress")
+        hostile.send(filewire.encode(FileCancel(1, "cancelled")))
+        term.wait(
+            lambda: re.search(r"evil stopped \S*stalled\.bin \(cancelled\)", _screen(term)) is not None, "outcome"
+        )
+        term.wait(lambda: "↓" not in term.rows()[0], "the status bar without the transfer")
+        assert list(inbox.iterdir()) == []  # the partial file is gone
+        hostile.sock.sendall(hostile.session.send(Bye()))
+        term.wait(lambda: "evil left the chat" in _screen(term), "the leaving line")
+        term.type("\r")
+        assert term.close() == 0  # nothing it accepted is unfinished: the cancel was the sender's
+        hostile.sock.close()
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
