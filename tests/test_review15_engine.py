@@ -1,0 +1,170 @@
+"""Review #15: FileEngine findings, driven through handle() as the receiver thread would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from p2pchat.core import filewire
+from p2pchat.core.filewire import FileAccept, FileData, FileOffer
+from p2pchat.core.transfer import WINDOW
+from p2pchat.link import files as files_module
+from p2pchat.link.filetransfer import FileEngine, FileEvent
+
+DEADLINE = 10.0
+
+
+class Receiver:
+    def __init__(self, directory: Path) -> None:
+        self.events: list[FileEvent] = []
+        self.sent: list[filewire.Control] = []
+        self.changed = threading.Condition()
+        self.engine = FileEngine(self.events.append, peer="alice", directory=directory)
+        self.attach()
+
+    def attach(self) -> None:
+        self.engine.attach(self._send, lambda: None)
+
+    def _send(self, plaintext: bytes) -> None:
+        message = filewire.decode(plaintext)
+        with self.changed:
+            self.sent.append(message)  # type: ignore[arg-type]
+            self.changed.notify_all()
+
+    def accept_of(self, transfer_id: int) -> FileAccept:
+        with self.changed:
+            assert self.changed.wait_for(
+                lambda: any(isinstance(m, FileAccept) and m.id == transfer_id for m in self.sent), DEADLINE
+            ), self.sent
+            return [m for m in self.sent if isinstance(m, FileAccept) and m.id == transfer_id][-1]
+
+
+def wait_until(predicate, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end
+        time.sleep(0.01)
+
+
+def test_two_offers_with_the_same_name_do_not_share_one_part_file(tmp_path: Path) -> None:
+    """Sender: /send a/report.pdf, /send b/report.pdf. Receiver: /accept 1; a moment later /accept 2.
+
+    The second accept finds report.pdf.part -- the first transfer's, in progress -- "resumable",
+    opens it O_RDWR and accepts from its length: both transfers write one file.
+    """
+    receiver = Receiver(tmp_path)
+    receiver.engine.handle(FileOffer(1, "report.pdf", 100_000))
+    receiver.engine.handle(FileOffer(2, "report.pdf", 100_000))
+    receiver.engine.accept(1, tmp_path)
+    assert receiver.accept_of(1).offset == 0
+    receiver.engine.handle(FileData(1, 0, memoryview(b"A" * 5000)))
+    part = tmp_path / "report.pdf.part"
+    wait_until(lambda: part.exists() and part.stat().st_size == 5000)
+    receiver.engine.accept(2, tmp_path)
+    assert receiver.accept_of(2).offset == 0, "offer 2 continues offer 1's .part file (in progress)"
+
+
+def test_an_accepted_offer_waiting_its_turn_is_reported_at_the_end(tmp_path: Path) -> None:
+    """Three files accepted (--save-to accepts them all), two receive, the third waits (OFFERED).
+
+    The peer leaves: engine.close() reports the two under way but not the third, so the pipe's
+    exit status is 0 although a file it accepted never arrived.
+    """
+    receiver = Receiver(tmp_path)
+    for transfer_id, name in ((1, "a.bin"), (2, "b.bin"), (3, "c.bin")):
+        receiver.engine.handle(FileOffer(transfer_id, name, 10_000))
+        receiver.engine.accept(transfer_id, tmp_path)
+    receiver.accept_of(1)
+    receiver.accept_of(2)
+    lines = receiver.engine.close()
+    assert any("c.bin" in line for line in lines), lines
+
+
+def test_resumes_do_not_let_the_sender_grow_the_disk_queue_past_the_window(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Slow disk: the writer holds. Each resume answers the repeated offer with file_accept(received)
+    and sets acked = received, though nothing was written: the window opens again, 4 MiB per
+    reconnect, without bound (the README promises at most 8 MiB buffered for the disk).
+    """
+    gate = threading.Event()
+    real_write = files_module.PartFile.write
+
+    def slow_write(self, offset, data):  # type: ignore[no-untyped-def]
+        gate.wait(DEADLINE)
+        real_write(self, offset, data)
+
+    monkeypatch.setattr(files_module.PartFile, "write", slow_write)
+    receiver = Receiver(tmp_path)
+    size = 64 * 1024 * 1024
+    receiver.engine.handle(FileOffer(1, "big.bin", size))
+    receiver.engine.accept(1, tmp_path)
+    receiver.accept_of(1)
+    chunk = memoryview(bytes(filewire.MAX_DATA))
+    offset = 0
+    refused = False
+    try:
+        for _resume in range(4):  # four reconnects by a sender that never waits for the disk
+            limit = receiver.accept_of(1).offset + WINDOW
+            while offset + len(chunk) <= limit:
+                receiver.engine.handle(FileData(1, offset, chunk))
+                offset += len(chunk)
+            receiver.engine.detach()
+            receiver.attach()
+            receiver.engine.handle(FileOffer(1, "big.bin", size))  # the repeated offer after a resume
+    except Exception:  # a MessageError: the window held
+        refused = True
+    buffered = offset  # nothing was written: all of it waits in the writer's queue
+    gate.set()
+    receiver.engine.close()
+    assert refused or buffered <= 2 * WINDOW, f"{buffered / 2**20:.0f} MiB queued for the disk"
+
+
+def test_a_file_saved_while_closing_is_not_reported_incomplete(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The peer sent everything and file_end, then left; the writer is still behind (a slow disk).
+
+    close() lists "incomplete: NAME" before it lets the writer finish -- which then verifies and
+    saves the file under its final name. The person is told the file did not arrive (exit 1 in a
+    pipe), and it did.
+    """
+    import hashlib
+
+    from p2pchat.core.filewire import FileEnd
+
+    gate = threading.Event()
+    real_write = files_module.PartFile.write
+
+    def slow_write(self, offset, data):  # type: ignore[no-untyped-def]
+        gate.wait(DEADLINE)
+        real_write(self, offset, data)
+
+    monkeypatch.setattr(files_module.PartFile, "write", slow_write)
+    receiver = Receiver(tmp_path)
+    content = b"z" * 10_000
+    receiver.engine.handle(FileOffer(1, "notes.txt", len(content)))
+    receiver.engine.accept(1, tmp_path)
+    receiver.accept_of(1)
+    receiver.engine.handle(FileData(1, 0, memoryview(content)))
+    receiver.engine.handle(FileEnd(1, hashlib.sha256(content).digest()))
+    threading.Timer(0.3, gate.set).start()  # the disk catches up while we close
+    lines = receiver.engine.close()
+    saved = (tmp_path / "notes.txt").exists()
+    assert not (saved and any("incomplete" in line for line in lines)), (lines, saved)
+
+
+def test_a_cancel_made_while_the_link_is_down_reaches_the_receiver(tmp_path: Path) -> None:
+    """The sender /cancels during an outage: _control() drops the file_cancel (no link), and on the
+    next link link_up() re-offers only unfinished transfers, so the receiver is never told: its
+    transfer stays under way (a pipe waits 120 s and exits 1; the terminal lists it for ever).
+    """
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"q" * 1000)
+    sent: list[filewire.Control] = []
+    engine = FileEngine(lambda event: None, peer="bob", directory=tmp_path)
+    engine.attach(lambda plaintext: sent.append(filewire.decode(plaintext)), lambda: None)  # type: ignore[arg-type]
+    number = engine.offer(source)
+    engine.detach()  # the link drops
+    engine.cancel(number)  # the person stops it meanwhile
+    sent.clear()
+    engine.attach(lambda plaintext: sent.append(filewire.decode(plaintext)), lambda: None)  # type: ignore[arg-type]
+    assert any(isinstance(m, filewire.FileCancel) for m in sent), sent
+    engine.close()
