@@ -130,6 +130,7 @@ class Connection:
         self._bye_queued = False
         self._ended = False  # the receiver saw the end of the link
         self._failed = False
+        self._deferred: tuple[P2PChatError, BaseException] | None = None  # a failure a caller's thread saw
         self._last_send = time.monotonic()
         self._writable = select.poll()
         self._writable.register(sock, select.POLLOUT)
@@ -392,6 +393,8 @@ class Connection:
         with self._write_lock:
             if self._closing or self._low_lane is not lane:
                 return False
+            if self._queued:  # what a caller could not write inline waits in the queue: it goes first
+                return True
             record = lane.next_record()
             if record is None:
                 return False
@@ -470,10 +473,18 @@ class Connection:
         # Keepalives only prove the link alive; a late hello cannot happen (the session refuses it).
 
     def _fail(self, error: P2PChatError, cause: BaseException) -> None:
+        if not self.in_own_thread and self._receiver.is_alive():
+            # A caller's thread (a text written inline) may hold its owner's lock, which on_lost takes:
+            # the receiver thread, woken by the shutdown, reports the failure instead.
+            with self._lock:
+                self._deferred = self._deferred or (error, cause)
+            self._shutdown()
+            return
         with self._lock:
             if self._failed or self._closing:
                 return  # the first failure is the one that counts; a connection we end is no news
             self._failed = True
+            error, cause = self._deferred or (error, cause)
         log.debug("connection failed: %r", cause, exc_info=cause)
         self._shutdown()  # wakes the other thread
         self._on_lost(error)
