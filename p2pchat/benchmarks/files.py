@@ -1,21 +1,27 @@
 """The benchmark's file-transfer rows: two real p2pchat processes on loopback, disk to disk.
 
-* throughput: ``--send`` to ``--save-to``, page cache warm, SHA-256 checked by both sides; timed
-  from the receiver's "receiving" line to its "saved" line (start-up and handshake excluded);
-* the round trip of a text (dialer -> listener -> back) while the transfer runs, against the
-  same round trip on an idle pair.
+Each round takes three steps, their order rotating from round to round, so a machine that
+slows down mid-run moves all of them together:
 
-Registered with :mod:`p2pchat.benchmarks` as an extra (:func:`register`); it measures Python's TLS 1.3
-bulk throughput and the AES-GCM ceiling itself, in the same run, for its ratios.
+* a file: ``dial --send`` to ``listen --save-to``, the source in the page cache; timed from the
+  receiver's "receiving" line to its "saved ..., SHA-256 verified" line (start-up and handshake
+  excluded); the bench then checks the received file's size and SHA-256 itself. Texts go from
+  the dialer to the listener and back while the file flows, and on an idle pair before it;
+* Python's TLS 1.3 bulk throughput (:func:`p2pchat.benchmarks.network.throughput`, a helper
+  server in another process, as the built-in throughput row);
+* the AES-256-GCM one-way ceiling (:func:`p2pchat.benchmarks.network.aesgcm_ceiling`).
+
+The figures are the medians of the rounds, and each ratio is the ratio of those medians.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import queue
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,209 +29,367 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-LOOPBACK = "127.0.0.1"
-FULL_SIZE = 1024 * 1024 * 1024  # a transfer long enough to sample text round trips during it
-QUICK_SIZE = 16 * 1024 * 1024
-RTT_SAMPLES = 50  # text round trips per measurement
-WAIT = 600.0  # seconds: the longest any step may take
+from ..core.messages import MAX_PADDED
+from . import network, processes, tls
+from .extras import Context, Extra, Row
+from .report import mbs, ms
+from .servers import LOOPBACK, BenchError, ServerProcess
+
+FULL_SIZE = 1024 * 1024 * 1024  # a transfer long enough to sample many text round trips during it
+QUICK_SIZE = 32 * 1024 * 1024
+FULL_ROUNDS, QUICK_ROUNDS = 3, 1
+FULL_TLS_BYTES, QUICK_TLS_BYTES = 256 * 1024 * 1024, 16 * 1024 * 1024  # TLS 1.3 bulk, per round
+FULL_RTT, QUICK_RTT = 50, 10  # text round trips on the idle pair, per round (and at most as many busy)
+STEP_WAIT = 60.0  # seconds for any one line a process should print (a loaded machine, cold imports)
+SLOWEST_RATE = 5e6  # bytes/s: a transfer slower than this is called stuck (its deadline)
+STOP_WAIT = 30.0  # seconds a process gets to leave once its input has ended
+NAME = "payload.bin"
+STEPS = ("files", "tls13", "aesgcm_ceiling")
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "p2pchat"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "p2pchat"]
+# -- one p2pchat process ----------------------------------------------------------------------------
 
 
-def _lines(stream: IO[bytes], into: queue.Queue[str]) -> None:
-    for line in stream:
-        into.put(line.decode("utf-8", "replace").rstrip("\n"))
-    into.put("")
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2PCHAT_")}
+    env["P2PCHAT_HOME"] = str(home)
+    if processes.pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(processes.pycache)
+    return env
 
 
-def _expect(lines: queue.Queue[str], needle: str) -> str:
-    deadline = time.monotonic() + WAIT
-    while True:
-        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        if not line:
-            raise RuntimeError(f"stream ended before {needle!r}")
-        if needle in line:
-            return line
+def _lines(stream: IO[bytes], into: queue.Queue[str | None], seen: list[str] | None = None) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the stream closed under us: the end either way
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if seen is not None:
+                seen.append(line)
+            into.put(line)
+    into.put(None)
 
 
 class _Proc:
-    def __init__(self, args: list[str], home: Path) -> None:
-        env = {**os.environ, "P2PCHAT_HOME": str(home)}
+    """A real ``p2pchat`` in pipe mode: its stdout and stderr read by threads, line by line."""
+
+    def __init__(self, role: str, args: list[str], home: Path) -> None:
+        self.role = role
         self.popen = subprocess.Popen(
-            [*_command(), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            [*processes.p2pchat_command(), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(home),
         )
         assert self.popen.stdout is not None and self.popen.stderr is not None
-        self.out: queue.Queue[str] = queue.Queue()
-        self.err: queue.Queue[str] = queue.Queue()
-        for stream, into in ((self.popen.stdout, self.out), (self.popen.stderr, self.err)):
-            threading.Thread(target=_lines, args=(stream, into), daemon=True).start()
+        self.out: queue.Queue[str | None] = queue.Queue()
+        self.err: queue.Queue[str | None] = queue.Queue()
+        self.said: list[str] = []  # every stderr line, for an error message
+        for stream, into, seen in ((self.popen.stdout, self.out, None), (self.popen.stderr, self.err, self.said)):
+            threading.Thread(target=_lines, args=(stream, into, seen), daemon=True).start()
+
+    def expect(self, lines: queue.Queue[str | None], wanted: str, seconds: float, whole: bool = False) -> str:
+        """The next line containing *wanted* (equal to it, if *whole*) within *seconds*; BenchError if none."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BenchError(f"{self.role} did not say {wanted!r} within {seconds:g} s") from None
+            if line is None:
+                raise BenchError(f"{self.role} ended before saying {wanted!r}: {self.why()}")
+            if line == wanted if whole else wanted in line:
+                return line
+
+    def why(self) -> str:
+        status = self.popen.poll()
+        last = next((line for line in reversed(self.said) if line.strip()), "")
+        return f"{last or 'no message'} (status {status})" if status is not None else last or "still running"
 
     def write(self, text: str) -> None:
         assert self.popen.stdin is not None
-        self.popen.stdin.write(text.encode())
-        self.popen.stdin.flush()
-
-    def end(self) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.close()
         try:
-            self.popen.wait(WAIT)
+            self.popen.stdin.write(text.encode())
+            self.popen.stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"{self.role} stopped reading its input: {self.why()}") from exc
+
+    def close_input(self) -> None:
+        assert self.popen.stdin is not None
+        with contextlib.suppress(OSError):
+            self.popen.stdin.close()
+
+    def finish(self) -> None:
+        """Wait for it to leave (its input has ended); BenchError if it must be killed or fails."""
+        try:
+            status = self.popen.wait(STOP_WAIT)
         except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError(f"{self.role} did not leave within {STOP_WAIT:g} s of its input ending") from None
+        if status != 0:
+            raise BenchError(f"{self.role} failed: {self.why()}")
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
             self.popen.kill()
-            self.popen.wait()
+        self.popen.wait()
+
+    def peak_rss_mib(self) -> float:
+        return processes.memory_mib(self.popen.pid, "VmHWM")
 
 
 @contextmanager
 def _pair(home: Path, listen_args: list[str], dial_args: list[str]) -> Iterator[tuple[_Proc, _Proc]]:
-    listener = _Proc(["listen", f"{LOOPBACK}:0", "--name", "lis", *listen_args], home / "lis")
-    port = int(_expect(listener.err, "listening on").rsplit(":", 1)[1])
-    dialer = _Proc(["dial", f"{LOOPBACK}:{port}", "--name", "dia", *dial_args], home / "dia")
-    _expect(listener.err, "joined")
+    """A connected listener and dialer; both leave when the block ends (killed if it fails)."""
+    started: list[_Proc] = []
     try:
+        listener = _Proc("p2pchat listen", ["listen", f"{LOOPBACK}:0", "--name", "lis", *listen_args], home / "lis")
+        started.append(listener)
+        port = int(listener.expect(listener.err, "listening on", STEP_WAIT).rsplit(":", 1)[1])
+        dialer = _Proc("p2pchat dial", ["dial", f"{LOOPBACK}:{port}", "--name", "dia", *dial_args], home / "dia")
+        started.append(dialer)
+        listener.expect(listener.err, "dia joined", STEP_WAIT)
         yield listener, dialer
+        for proc in started:
+            proc.close_input()
+        for proc in started:
+            proc.finish()
     finally:
-        dialer.end()
-        listener.end()
+        for proc in started:
+            proc.kill()  # does nothing to a process that has left
 
 
-def _round_trips(listener: _Proc, dialer: _Proc, count: int, running: threading.Event | None = None) -> list[float]:
-    """Seconds for a text from the dialer to the listener and back, *count* times (while *running*)."""
-    samples = []
-    for number in range(count):
-        if running is not None and not running.is_set():
-            break
-        start = time.perf_counter()
-        dialer.write(f"ping {number}\n")
-        _expect(listener.out, f"ping {number}")
-        listener.write(f"pong {number}\n")
-        _expect(dialer.out, f"pong {number}")
-        samples.append(time.perf_counter() - start)
-    return samples
+# -- text round trips ----------------------------------------------------------------------------------
 
 
-def _warm(path: Path) -> None:
-    with path.open("rb") as source:
-        while source.read(1 << 20):
-            pass
+def _round_trip(listener: _Proc, dialer: _Proc, number: int) -> float:
+    """Seconds for a text from the dialer to the listener, and the listener's answer back."""
+    start = time.perf_counter()
+    dialer.write(f"ping {number}\n")
+    listener.expect(listener.out, f"dia: ping {number}", STEP_WAIT, whole=True)
+    listener.write(f"pong {number}\n")
+    dialer.expect(dialer.out, f"lis: pong {number}", STEP_WAIT, whole=True)
+    return time.perf_counter() - start
 
 
-def bench_files(home: Path, quick: bool = False) -> dict[str, Any]:
-    """Transfer rate (bytes/s), and text round trips idle and during a transfer (seconds)."""
-    size = QUICK_SIZE if quick else FULL_SIZE
-    (home / "outbox").mkdir(parents=True)
-    (home / "inbox").mkdir()
-    source = home / "outbox" / "payload.bin"
+class _Pinger(threading.Thread):
+    """Round trips one after another until stopped (the first always goes), up to *limit*."""
+
+    def __init__(self, listener: _Proc, dialer: _Proc, limit: int) -> None:
+        super().__init__(name="bench-files-pinger", daemon=True)
+        self._pair = listener, dialer
+        self._limit = limit
+        self._halt = threading.Event()
+        self.samples: list[float] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for number in range(self._limit):
+                self.samples.append(_round_trip(*self._pair, number))
+                if self._halt.is_set():
+                    return
+        except BaseException as exc:  # reported by stop(), in the measuring thread
+            self.error = exc
+
+    def stop(self) -> list[float]:
+        """The round trips, once the one under way is over; BenchError (or its error) if it fails."""
+        self.end()
+        if self.is_alive():
+            raise BenchError("a text round trip during the transfer did not end")
+        if self.error is not None:
+            raise self.error
+        return self.samples
+
+    def end(self) -> None:
+        """Stop and wait for it (a round trip under way has deadlines of its own; killed processes end it)."""
+        self._halt.set()
+        if self.ident is not None:
+            self.join(2 * STEP_WAIT)
+
+
+# -- the file step ---------------------------------------------------------------------------------------
+
+
+def _make_source(directory: Path, size: int) -> tuple[Path, str]:
+    """A file of *size* random bytes, written now (so it is in the page cache), and its SHA-256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / NAME
+    digest = hashlib.sha256()
     with source.open("wb") as out:
-        for _ in range(size // (1 << 20)):
-            out.write(os.urandom(1 << 20))
-    _warm(source)
-    samples = RTT_SAMPLES // 5 if quick else RTT_SAMPLES
+        left = size
+        while left:
+            block = os.urandom(min(left, 1 << 20))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    return source, digest.hexdigest()
 
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(samples), "max": max(samples)}
+
+
+def _file_step(home: Path, source: Path, digest: str, round_trips: int) -> dict[str, Any]:
+    """Idle round trips on one pair, then the file, with round trips, on another."""
+    size = source.stat().st_size
     with _pair(home / "idle", [], []) as (listener, dialer):
-        idle = _round_trips(listener, dialer, samples)
-
-    running = threading.Event()
-    with _pair(home / "busy", ["--save-to", str(home / "inbox")], ["--send", str(source)]) as (listener, dialer):
-        _expect(listener.err, "receiving payload.bin")
-        start = time.perf_counter()
-        running.set()
-        busy: list[float] = []
-        # Texts go while the file flows; the "saved" line marks the end of the transfer.
-        pinger = threading.Thread(target=lambda: busy.extend(_round_trips(listener, dialer, samples, running)))
-        pinger.start()
-        _expect(listener.err, "saved ")
-        elapsed = time.perf_counter() - start
-        running.clear()
-        pinger.join(WAIT)
-    received = home / "inbox" / "payload.bin"
-    verified = received.stat().st_size == size
-    received.unlink()
-    source.unlink()
+        _round_trip(listener, dialer, -1)  # unmeasured: the first text pays for lazy set-up
+        idle = [_round_trip(listener, dialer, number) for number in range(round_trips)]
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    pinger: _Pinger | None = None
+    try:
+        with _pair(home / "busy", ["--save-to", str(inbox)], ["--send", str(source)]) as (listener, dialer):
+            listener.expect(listener.err, f"receiving {NAME}", STEP_WAIT)
+            start = time.perf_counter()
+            pinger = _Pinger(listener, dialer, 100 * round_trips)
+            pinger.start()
+            outcome = listener.expect(listener.err, NAME, STEP_WAIT + size / SLOWEST_RATE)
+            seconds = time.perf_counter() - start
+            busy = pinger.stop()
+            if not (outcome.startswith("p2pchat: saved ") and outcome.endswith("SHA-256 verified")):
+                raise BenchError(f"the receiver: {outcome}")
+            sent = dialer.expect(dialer.err, NAME, STEP_WAIT)
+            if not sent.endswith("SHA-256 verified"):
+                raise BenchError(f"the sender: {sent}")
+            rss = {"sender": dialer.peak_rss_mib(), "receiver": listener.peak_rss_mib()}
+    finally:
+        if pinger is not None:
+            pinger.end()  # on a failure the pair is killed by now, which ends a round trip under way
+    received = inbox / NAME
+    try:
+        got = received.stat().st_size
+        if got != size or _sha256(received) != digest:
+            raise BenchError(f"the received file differs from the one sent ({got} of {size} bytes)")
+    finally:
+        with contextlib.suppress(OSError):
+            received.unlink()
     return {
-        "bytes": size,
-        "seconds": elapsed,
-        "rate": size / elapsed,
-        "verified": verified,
-        "rtt_idle_p50": statistics.median(idle),
-        "rtt_busy_p50": statistics.median(busy) if busy else float("nan"),
-        "rtt_busy_max": max(busy) if busy else float("nan"),
-        "rtt_busy_samples": len(busy),
+        "bytes_per_s": size / seconds,
+        "seconds": seconds,
+        "rtt_idle_s": _percentiles(idle),
+        "rtt_busy_s": {**_percentiles(busy), "samples": len(busy)},
+        "peak_rss_mib": rss,
     }
 
 
-def _tls_baseline(directory: Path, total_bytes: int) -> dict[str, float]:
-    """Python TLS 1.3 bulk throughput and the AES-GCM ceiling, measured now, with the benchmark's own tools."""
-    from .benchmarks import network, servers, tls
+# -- the extra --------------------------------------------------------------------------------------------
 
+
+def measure(context: Context) -> dict[str, Any]:
+    """Interleaved rounds of a file, TLS 1.3 bulk and the AES-GCM ceiling; medians and their ratios."""
+    quick = context.quick
+    size = QUICK_SIZE if quick else FULL_SIZE
+    rounds = QUICK_ROUNDS if quick else FULL_ROUNDS
+    tls_bytes = QUICK_TLS_BYTES if quick else FULL_TLS_BYTES
+    round_trips = QUICK_RTT if quick else FULL_RTT
+    directory = context.directory
+    source, digest = _make_source(directory / "outbox", size)
     tls.make_certificate(directory)
-    server = servers.ServerProcess("tls", directory)
+    server = ServerProcess("tls", directory)
+    per_round: list[dict[str, Any]] = []
     try:
         server.wait_ready()
         running = network.Servers({"tls": server}, tls.load(directory), directory)
-        return network.throughput(running, total_bytes, ("tls13",))
-    finally:
-        server.stop()
+        for index in range(rounds):
+            shift = index % len(STEPS)
+            result: dict[str, Any] = {"order": list(STEPS[shift:] + STEPS[:shift])}
+            for step in result["order"]:
+                if step == "files":
+                    result["files"] = _file_step(directory / f"round{index}", source, digest, round_trips)
+                elif step == "tls13":
+                    result["tls13"] = network.throughput(running, tls_bytes, ("tls13",))["tls13"]
+                else:
+                    result["aesgcm_ceiling"] = network.aesgcm_ceiling(max(20, size // MAX_PADDED))
+            per_round.append(result)
+    except BaseException:
+        server.proc.kill()
+        server.proc.wait()
+        raise
+    server.stop()
+    source.unlink()
+    return _summary(per_round, size)
 
 
-def measure(context: Any) -> dict[str, Any]:
-    """The benchmark's extra: the file rows, with TLS 1.3 and AES-GCM measured in the same run."""
-    directory: Path = context.directory
-    (directory / "tls").mkdir()
-    files = bench_files(directory / "files", quick=context.quick)
-    baseline = _tls_baseline(directory / "tls", QUICK_SIZE if context.quick else 256 * 1024 * 1024)
-    return {**files, "tls13": baseline["tls13"], "aesgcm_ceiling": baseline["aesgcm_ceiling"]}
+def _summary(per_round: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    def median(*path: str) -> float:
+        values = []
+        for result in per_round:
+            for step in path:
+                result = result[step]
+            values.append(float(result))  # type: ignore[arg-type]
+        return statistics.median(values)
 
-
-def goals(files: dict[str, Any]) -> dict[str, bool]:
+    files, tls13, aesgcm = median("files", "bytes_per_s"), median("tls13"), median("aesgcm_ceiling")
+    idle, busy = median("files", "rtt_idle_s", "p50"), median("files", "rtt_busy_s", "p50")
     return {
-        "file transfer >= 2 x TLS 1.3": files["rate"] / files["tls13"] >= 2,
-        "file transfer >= 0.3 x AES-GCM ceiling": files["rate"] / files["aesgcm_ceiling"] >= 0.3,
-        "text RTT during a transfer <= 10 x idle": files["rtt_busy_p50"] <= 10 * files["rtt_idle_p50"],
+        "bytes": size,
+        "rounds": len(per_round),
+        "bytes_per_s": {"files": files, "tls13": tls13, "aesgcm_ceiling": aesgcm},
+        "rtt_s": {
+            "idle": {"p50": idle, "max": max(r["files"]["rtt_idle_s"]["max"] for r in per_round)},
+            "busy": {
+                "p50": busy,
+                "max": max(r["files"]["rtt_busy_s"]["max"] for r in per_round),
+                "samples": sum(r["files"]["rtt_busy_s"]["samples"] for r in per_round),
+            },
+        },
+        "ratios": {"files_to_tls13": files / tls13, "files_to_aesgcm": files / aesgcm, "rtt_busy_to_idle": busy / idle},
+        "peak_rss_mib": {
+            side: max(r["files"]["peak_rss_mib"][side] for r in per_round) for side in ("sender", "receiver")
+        },
+        "sha256_checked": True,  # by the receiver, and again here (a mismatch is an error)
+        "per_round": per_round,
     }
 
 
-def rows(files: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    rate, tls13 = files["rate"], files["tls13"]
+def goals(result: dict[str, Any]) -> dict[str, bool]:
+    ratios = result["ratios"]
+    return {
+        "file transfer >= 2 x TLS 1.3": ratios["files_to_tls13"] >= 2,
+        "file transfer >= 0.3 x AES-GCM ceiling": ratios["files_to_aesgcm"] >= 0.3,
+        "text RTT p50 during a file transfer <= 10 x idle": ratios["rtt_busy_to_idle"] <= 10,
+    }
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    rate, ratios, rtt, rss = result["bytes_per_s"], result["ratios"], result["rtt_s"], result["peak_rss_mib"]
+    per_round = ", ".join(f"{r['files']['bytes_per_s'] / r['tls13']:.2f}" for r in result["per_round"])
+    idle, busy = rtt["idle"], rtt["busy"]
     return [
         (
             "file, disk to disk",
-            f"{rate / 1e6:.0f} MB/s",
-            f"{tls13 / 1e6:.0f} MB/s",
+            mbs(rate["files"]),
+            mbs(rate["tls13"]),
             "",
-            f"{rate / tls13:.2f} ({rate / files['aesgcm_ceiling']:.2f} of AES-GCM's "
-            f"{files['aesgcm_ceiling'] / 1e6:.0f} MB/s); {files['bytes'] >> 20} MiB, SHA-256 checked",
+            f"{ratios['files_to_tls13']:.2f} (rounds: {per_round}); {result['bytes'] >> 20} MiB x "
+            f"{result['rounds']}, SHA-256 checked",
+        ),
+        ("file / AES-GCM", mbs(rate["aesgcm_ceiling"]), "", "", f"{ratios['files_to_aesgcm']:.2f} of the ceiling"),
+        (
+            "text RTT p50 / max during a file",
+            f"{ms(busy['p50'])} / {ms(busy['max'])}",
+            "",
+            "",
+            f"{ratios['rtt_busy_to_idle']:.1f} x idle ({ms(idle['p50'])} / {ms(idle['max'])}), "
+            f"{busy['samples']} samples",
         ),
         (
-            "text RTT during a file",
-            f"{files['rtt_busy_p50'] * 1000:.2f} ms",
+            "RSS during a file",
+            f"peak {max(rss.values()):.1f} MiB",
             "",
             "",
-            f"{files['rtt_busy_p50'] / files['rtt_idle_p50']:.1f} x idle ({files['rtt_idle_p50'] * 1000:.2f} ms), "
-            f"max {files['rtt_busy_max'] * 1000:.1f} ms, {files['rtt_busy_samples']} samples",
+            f"sender {rss['sender']:.1f} MiB, receiver {rss['receiver']:.1f} MiB",
         ),
     ]
 
 
-def register() -> None:
-    """Add the file rows to ``python -m p2pchat.bench``."""
-    from .benchmarks.extras import EXTRAS, Extra
-
-    if not any(extra.key == "files" for extra in EXTRAS):
-        EXTRAS.append(Extra("files", measure, rows, goals))
-
-
-def main() -> int:
-    """``python -m p2pchat.filebench [--quick]``: the file rows alone (no TLS comparison)."""
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as directory:
-        print(json.dumps(bench_files(Path(directory), quick="--quick" in sys.argv), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+EXTRA = Extra("files", measure, rows, goals)
