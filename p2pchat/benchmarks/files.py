@@ -5,8 +5,9 @@ slows down mid-run moves all of them together:
 
 * a file: ``dial --send`` to ``listen --save-to``, the source in the page cache; timed from the
   receiver's "receiving" line to its "saved ..., SHA-256 verified" line (start-up and handshake
-  excluded); the bench then checks the received file's size and SHA-256 itself. Texts go from
-  the dialer to the listener and back while the file flows, and on an idle pair before it;
+  excluded); the bench then checks the received file's size and SHA-256 itself. A text goes from
+  the dialer to the listener and back every PING_EVERY seconds while the file flows, and on an
+  idle pair before it (paced like someone typing, so the texts barely slow the file);
 * Python's TLS 1.3 bulk throughput (:func:`p2pchat.benchmarks.network.throughput`, a helper
   server in another process, as the built-in throughput row);
 * the AES-256-GCM one-way ceiling (:func:`p2pchat.benchmarks.network.aesgcm_ceiling`).
@@ -40,6 +41,7 @@ QUICK_SIZE = 32 * 1024 * 1024
 FULL_ROUNDS, QUICK_ROUNDS = 3, 1
 FULL_TLS_BYTES, QUICK_TLS_BYTES = 256 * 1024 * 1024, 16 * 1024 * 1024  # TLS 1.3 bulk, per round
 FULL_RTT, QUICK_RTT = 50, 10  # text round trips on the idle pair, per round (and at most as many busy)
+PING_EVERY = 0.02  # seconds from one text round trip to the next: someone typing fast, not a flood
 STEP_WAIT = 60.0  # seconds for any one line a process should print (a loaded machine, cold imports)
 SLOWEST_RATE = 5e6  # bytes/s: a transfer slower than this is called stuck (its deadline)
 STOP_WAIT = 30.0  # seconds a process gets to leave once its input has ended
@@ -171,8 +173,13 @@ def _round_trip(listener: _Proc, dialer: _Proc, number: int) -> float:
     return time.perf_counter() - start
 
 
+def _paced(previous: float) -> float:
+    """Seconds to wait before the next round trip, the last one having started at *previous*."""
+    return max(0.0, previous + PING_EVERY - time.perf_counter())
+
+
 class _Pinger(threading.Thread):
-    """Round trips one after another until stopped (the first always goes), up to *limit*."""
+    """Round trips every PING_EVERY seconds until stopped (the first always goes), up to *limit*."""
 
     def __init__(self, listener: _Proc, dialer: _Proc, limit: int) -> None:
         super().__init__(name="bench-files-pinger", daemon=True)
@@ -185,8 +192,9 @@ class _Pinger(threading.Thread):
     def run(self) -> None:
         try:
             for number in range(self._limit):
+                started = time.perf_counter()
                 self.samples.append(_round_trip(*self._pair, number))
-                if self._halt.is_set():
+                if self._halt.wait(_paced(started)):
                     return
         except BaseException as exc:  # reported by stop(), in the measuring thread
             self.error = exc
@@ -242,7 +250,11 @@ def _file_step(home: Path, source: Path, digest: str, round_trips: int) -> dict[
     size = source.stat().st_size
     with _pair(home / "idle", [], []) as (listener, dialer):
         _round_trip(listener, dialer, -1)  # unmeasured: the first text pays for lazy set-up
-        idle = [_round_trip(listener, dialer, number) for number in range(round_trips)]
+        idle = []
+        for number in range(round_trips):
+            started = time.perf_counter()
+            idle.append(_round_trip(listener, dialer, number))
+            time.sleep(_paced(started))
     inbox = home / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
     pinger: _Pinger | None = None
