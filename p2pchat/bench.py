@@ -15,7 +15,10 @@ the per-round ratios, with their spread:
 * start-up of ``p2pchat --version`` and of ``p2pchat listen`` in pipe mode (until
   ``listening on``) against ``python -c pass`` and ``python -S -c pass``;
 * CPU used by a connected, idle pair of real ``p2pchat`` processes;
-* CPU per message and RSS across a long pipe run (1,000,000 messages).
+* CPU per message and RSS across a long pipe run (1,000,000 messages);
+* a file sent disk to disk between two real ``p2pchat`` processes (``--send`` to
+  ``--save-to``, SHA-256 checked), in interleaved rounds with TLS 1.3 bulk and the
+  AES-GCM ceiling, and the text round trip during it against an idle pair's.
 
 This is a benchmark, not a test: it reports, it never fails on a number. A step
 that cannot run is one line on stderr and exit status 1; -v shows the details.
@@ -49,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args.serve, args.certificates, sys.stdout)
             return ExitCode.OK
+        from .benchmarks import files
+        from .benchmarks.extras import EXTRAS
         from .benchmarks.report import table
         from .benchmarks.run import Settings, run
+
+        EXTRAS.append(files.EXTRA)
 
         report = run(Settings.smoke() if args.quick else Settings())
         print(json.dumps(report, indent=2) if args.json else table(report))

@@ -44,6 +44,12 @@ def test_benchmark_quick_run_prints_json() -> None:
     assert report["machine"]["tls_group"] in tls.GROUP_NAMES.values()
     assert all(isinstance(ok, bool) for ok in report["goals_met"].values())
     assert len(report["ratios"]["round_trip_p50"]["per_round"]) == report["rounds"]
+    files = report["files"]  # the file-transfer extra: its rows, and its goals among the others
+    assert set(files["bytes_per_s"]) == {"files", "tls13", "aesgcm_ceiling"}
+    assert set(files["ratios"]) == {"files_to_tls13", "files_to_aesgcm", "rtt_busy_to_idle"}
+    assert files["sha256_checked"] and files["rtt_s"]["busy"]["samples"] >= 1
+    assert len(files["per_round"]) == files["rounds"]
+    assert "file transfer >= 2 x TLS 1.3" in report["goals_met"]
 
 
 def test_a_tls_library_that_cannot_set_x25519_keeps_its_own_group(
