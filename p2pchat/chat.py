@@ -557,7 +557,8 @@ def _interactive(
     unfinished = files.engine.close()
     for line in unfinished:  # what did not finish: said, never silent
         status(line)
-    return ExitCode.NETWORK if unfinished and exit_code == ExitCode.OK else exit_code
+    failed = unfinished or files.failed  # a file sent or accepted that did not arrive
+    return ExitCode.NETWORK if failed and exit_code == ExitCode.OK else exit_code
 
 
 def _pipe(
@@ -572,6 +573,10 @@ def _pipe(
     pipe = Pipe(name)
     files = FilePipe(name, options.save_to)
     conversation.use_files(files.engine)
+
+    def transfers_over() -> None:
+        files.wait(gone=lambda: conversation.is_ended, connected=lambda: conversation.connected)
+
     try:
         try:
             conversation.start(pipe.on_event)
@@ -580,13 +585,13 @@ def _pipe(
             both_done = False
             if ending is Ending.QUIT:
                 # Input ended; the transfers go on. "done" goes only after ours are over (no more from us).
-                files.wait(gone=lambda: conversation.is_ended)
+                transfers_over()
                 both_done = settle(conversation, wait, half_close=True)
                 if not conversation.half_close and options.save_to is not None and conversation.files_in_use:
                     # A peer without half-close (the terminal) decides when it has sent everything: stay
                     # until it leaves, receiving what it sends.
                     conversation.wait_finished()
-                files.wait(gone=lambda: conversation.is_ended)  # an offer that came while we settled
+                transfers_over()  # an offer that came while we settled
         except KeyboardInterrupt:
             ending, both_done = Ending.INTERRUPTED, False
         code = finish(conversation, ending, lambda: pipe.ended, name, both_done)

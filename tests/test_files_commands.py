@@ -84,7 +84,7 @@ def test_pipe_progress_line_only_on_a_terminal(tmp_path: Path) -> None:
 
 def test_pipe_exit_status_counts_only_files_it_meant_to_move(tmp_path: Path) -> None:
     declining = FilePipe("bob", None, stderr=io.StringIO())
-    declining.on_event(FileOutcome(1, False, False, "declined a.bin"))
+    declining.on_event(FileOutcome(1, False, False, "declined a.bin", wanted=False))
     assert not declining.failed  # without --save-to, nothing was expected
     saving = FilePipe("bob", tmp_path, stderr=io.StringIO())
     saving.on_event(FileOutcome(1, False, False, "a.bin: the data does not match its SHA-256"))

@@ -31,6 +31,7 @@ from p2pchat.core.transfer import (
     Event,
     Finished,
     Offered,
+    Reoffered,
     Send,
     State,
     Transfers,
@@ -297,6 +298,8 @@ class Side:
                 ack = event.transfer.written(len(buffer))
                 if ack is not None:
                     self.outbox.append(ack)
+            elif isinstance(event, Reoffered):  # everything received is "written" at once here
+                self.outbox.append(event.transfer.resume_at(len(self.saved[event.transfer.id])))
             elif isinstance(event, Ended):
                 ok = hashlib.sha256(self.saved[event.transfer.id]).digest() == event.transfer.sha256
                 self.outbox.append(event.transfer.verified(ok))

@@ -61,7 +61,7 @@ class State(Enum):
 FINAL = frozenset({State.DONE, State.FAILED, State.STOPPED})
 
 
-@dataclass
+@dataclass(eq=False)  # one transfer is one object: the I/O layer keys its files by it
 class Outgoing:
     """A file this side offered."""
 
@@ -118,7 +118,7 @@ class Outgoing:
         self.stopped_by_peer = by_peer
 
 
-@dataclass
+@dataclass(eq=False)
 class Incoming:
     """A file the peer offered to this side."""
 
@@ -171,11 +171,19 @@ class Incoming:
         self.reason = reason
         return FileResult(self.id, ok)
 
+    def resume_at(self, written: int) -> FileAccept:
+        """The answer to a repeated offer while receiving: continue from *written*, all of it on disk.
+
+        The window then counts from what is written, so a sender that resumes again and again
+        never has more than WINDOW bytes waiting for the disk.
+        """
+        if self.state is not State.ACTIVE or not self.acked <= written <= self.received:
+            raise ValueError("resume_at() needs an active transfer and an offset it has written")
+        self.received = self.acked = written
+        return FileAccept(self.id, written)
+
     def current(self) -> Control | None:
-        """The answer to a repeated offer: where this side stands."""
-        if self.state is State.ACTIVE:
-            self.acked = self.received
-            return FileAccept(self.id, self.received)
+        """The answer to a repeated offer, except while receiving (see resume_at()): where this side stands."""
         if self.state in (State.DONE, State.FAILED):
             return FileResult(self.id, self.state is State.DONE)
         if self.state is State.STOPPED and not self.stopped_by_peer:
@@ -191,6 +199,14 @@ class Send:
     """Send this control message to the peer."""
 
     message: Control
+
+
+@dataclass(frozen=True)
+class Reoffered:
+    """The peer offered again a file this side is receiving (a resume): answer with resume_at()
+    once everything received so far is written."""
+
+    transfer: Incoming
 
 
 @dataclass(frozen=True)
@@ -237,7 +253,7 @@ class Finished:
     transfer: Outgoing | Incoming
 
 
-Event = Send | Offered | Accepted | DataReceived | Ended | Progress | Finished
+Event = Send | Offered | Reoffered | Accepted | DataReceived | Ended | Progress | Finished
 
 
 class Transfers:
@@ -287,6 +303,12 @@ class Transfers:
         """Some transfer is not over yet."""
         states = [t.state for t in self.outgoing.values()] + [t.state for t in self.incoming.values()]
         return any(state not in FINAL for state in states)
+
+    def forget_incoming(self) -> list[Incoming]:
+        """The peer restarted (a new conversation): its offers are void, its ids free again."""
+        old = list(self.incoming.values())
+        self.incoming = {}
+        return old
 
     # -- the peer's messages ------------------------------------------------------------
 
@@ -347,6 +369,8 @@ class Transfers:
         if known is not None:
             if (known.name, known.size) != (message.name, message.size):
                 raise MessageError("the peer offered a different file under a transfer id already in use")
+            if known.state is State.ACTIVE:
+                return [Reoffered(known)]  # a repeated offer after a resume, in the middle of the file
             answer = known.current()  # a repeated offer after a resume
             return [Send(answer)] if answer is not None else []
         if len(self.incoming) >= MAX_TRANSFERS:

@@ -159,6 +159,8 @@ class Conversation:
                     self._unstarted = (connection, early)
                     return
         if joined is not None:
+            if joined.restarted and self._files is not None:
+                self._files.peer_restarted()  # its old offers are void, and their ids free again
             self._start_connection(connection, early)
         self._emit()
 

@@ -89,7 +89,10 @@ class Source:
         """Fill *view* with the file from *offset*; the count read (short only at the end of the file)."""
         total = 0
         while total < len(view):
-            n = os.preadv(self._fd, [view[total:]], offset + total)
+            try:
+                n = os.preadv(self._fd, [view[total:]], offset + total)
+            except OSError as exc:
+                raise LocalError(f"cannot read {self.path}: {exc.strerror}") from exc
             if n == 0:
                 break
             total += n

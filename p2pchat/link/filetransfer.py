@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import filewire
-from ..core.filenames import safe_name, shown
-from ..core.filewire import DATA_HEADER, MAX_DATA, Control, FileMessage
+from ..core.filenames import PART_SUFFIX, safe_name, shown
+from ..core.filewire import DATA_HEADER, MAX_DATA, Control, FileCancel, FileMessage
 from ..core.transfer import (
+    FINAL,
     Accepted,
     DataReceived,
     Ended,
@@ -38,6 +39,7 @@ from ..core.transfer import (
     Offered,
     Outgoing,
     Progress,
+    Reoffered,
     Send,
     State,
     Transfers,
@@ -77,12 +79,17 @@ class FileProgress:
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """A transfer is over: one line to show; *ok* when the file arrived (either direction)."""
+    """A transfer is over: one line to show; *ok* when the file arrived (either direction).
+
+    *wanted*: a file this side sent, or accepted; one of those that did not arrive is a failure
+    (the exit status says so), a declined offer is not.
+    """
 
     number: int
     sending: bool
     ok: bool
     line: str
+    wanted: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,17 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+Transfer = Outgoing | Incoming
+# A task for the writer thread: (what, transfer, offset, data); None ends it.
+_Task = tuple[str, Incoming, int, memoryview] | None
+
+
 class FileEngine:
-    """Every file transfer of one conversation, with the disk."""
+    """Every file transfer of one conversation, with the disk.
+
+    Transfers are keyed by their objects, not by their wire ids: a peer whose program restarted
+    numbers its offers from 1 again, and its old transfers must not be confused with the new.
+    """
 
     def __init__(
         self, on_event: Callable[[FileEvent], None], peer: str = "the peer", directory: Path | None = None
@@ -120,19 +136,21 @@ class FileEngine:
         self._changed = threading.Condition(self._lock)
         self._send: Callable[[bytes], None] | None = None
         self._wake: Callable[[], None] = lambda: None
-        self._sources: dict[int, Source] = {}
-        self._parts: dict[int, PartFile] = {}
-        self._paths: dict[int, Path] = {}  # where an incoming file goes (a directory) or went
-        self._numbers: dict[tuple[bool, int], int] = {}  # (sending, id) -> the number people use
-        self._keys: dict[int, tuple[bool, int]] = {}
+        self._sources: dict[Outgoing, Source] = {}
+        self._sent_paths: dict[Outgoing, Path] = {}
+        self._announced: set[Outgoing] = set()  # offers the peer has seen: a cancel of one must reach it
+        self._parts: dict[Incoming, PartFile] = {}
+        self._saved: dict[Incoming, Path] = {}  # accepted: the directory; once saved: the file
+        self._numbers: dict[Transfer, int] = {}  # the numbers people use in /accept, /cancel
+        self._by_number: dict[int, Transfer] = {}
         self._last_progress: dict[int, float] = {}
         self._buffer = bytearray(RECORD_BUFFER)
         self._view = memoryview(self._buffer)
-        self._seeking: set[int] = set()  # outgoing transfers whose hash must catch up before sending
-        self._writes: queue.SimpleQueue[tuple[str, int, int, memoryview] | None] = queue.SimpleQueue()
+        self._seeking: set[Outgoing] = set()  # outgoing transfers whose hash must catch up before sending
+        self._writes: queue.SimpleQueue[_Task] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._receiving: set[int] = set()  # incoming transfers opened (or opening) and not over
-        self._queued: list[int] = []  # accepted, waiting for a free place in _receiving
+        self._receiving: set[Incoming] = set()  # incoming transfers opened (or opening) and not over
+        self._waiting: list[Incoming] = []  # accepted, waiting for a free place in _receiving
         self.outcomes: list[FileOutcome] = []
 
     # -- the link ---------------------------------------------------------------------
@@ -143,6 +161,10 @@ class FileEngine:
             self._send, self._wake = send, wake
             for offer in self.transfers.link_up():
                 send(filewire.encode(offer))
+                self._announced.add(self.transfers.outgoing[offer.id])
+            for transfer in self._announced:  # a cancel made while no link carried it (repeats are harmless)
+                if transfer.state is State.STOPPED and not transfer.stopped_by_peer:
+                    send(filewire.encode(FileCancel(transfer.id, transfer.reason)))
         wake()
 
     def detach(self) -> None:
@@ -156,6 +178,25 @@ class FileEngine:
     def attached(self) -> bool:
         return self._send is not None
 
+    def peer_restarted(self) -> None:
+        """The peer's program started again (a new conversation): its offers are void, ours go again.
+
+        Incoming transfers stop (a partial file is kept, for the peer to offer again and continue);
+        outgoing ones are offered afresh on the next link, as if for the first time.
+        """
+        stopped = []
+        with self._lock:
+            for transfer in self.transfers.forget_incoming():
+                if transfer.state not in FINAL:
+                    transfer.state, transfer.reason, transfer.stopped_by_peer = State.STOPPED, "restarted", True
+                    stopped.append(transfer)
+                    if transfer in self._parts:
+                        self._writes.put(("keep", transfer, 0, _NOTHING))
+            self._announced.clear()
+        for transfer in stopped:
+            kept = "; the partial file is kept" if transfer in self._parts else ""
+            self._finished(transfer, f"{self._peer}'s p2pchat restarted{kept}")
+
     # -- the interface ----------------------------------------------------------------
 
     def offer(self, path: Path, name: str | None = None) -> int:
@@ -167,9 +208,11 @@ class FileEngine:
             except ValueError as exc:
                 source.close()
                 raise LocalError(f"cannot offer {path}: {exc}") from exc
-            self._sources[transfer.id] = source
-            self._paths[transfer.id] = path
-            number = self._number(True, transfer.id)
+            self._sources[transfer] = source
+            self._sent_paths[transfer] = path
+            number = self._number(transfer)
+            if self._send is not None:
+                self._announced.add(transfer)
             self._control(message)
         return number
 
@@ -177,21 +220,21 @@ class FileEngine:
         """Accept offer *number* into *directory* (the writer creates or continues NAME.part, then accepts)."""
         with self._lock:
             transfer = self._incoming(number)
-            if transfer.state is not State.OFFERED or transfer.id in self._paths:
+            if transfer.state is not State.OFFERED or transfer in self._saved:
                 raise LocalError(f"transfer {number} is not waiting for an answer")
-            self._paths[transfer.id] = directory
-            self._queued.append(transfer.id)
+            self._saved[transfer] = directory
+            self._waiting.append(transfer)
         self._start_writer()
         self._open_next()
 
     def _open_next(self) -> None:
         """Start accepted transfers while fewer than MAX_RECEIVING are under way."""
         with self._lock:
-            while self._queued and len(self._receiving) < MAX_RECEIVING:
-                transfer_id = self._queued.pop(0)
-                if self.transfers.incoming[transfer_id].state is State.OFFERED:
-                    self._receiving.add(transfer_id)
-                    self._writes.put(("open", transfer_id, 0, memoryview(b"")))
+            while self._waiting and len(self._receiving) < MAX_RECEIVING:
+                transfer = self._waiting.pop(0)
+                if transfer.state is State.OFFERED:
+                    self._receiving.add(transfer)
+                    self._writes.put(("open", transfer, 0, _NOTHING))
 
     def decline(self, number: int) -> None:
         with self._lock:
@@ -205,48 +248,44 @@ class FileEngine:
     def cancel(self, number: int) -> None:
         """Stop transfer *number*, either direction; LocalError if it is over (or too far along)."""
         with self._lock:
-            sending, transfer_id = self._key(number)
-            transfer: Outgoing | Incoming
-            if sending:
-                transfer = self.transfers.outgoing[transfer_id]
-                message: Control | None = transfer.cancel()
-            else:
-                transfer = self.transfers.incoming[transfer_id]
-                message = transfer.decline(filewire.CANCELLED)
+            transfer = self._transfer(number)
+            message = transfer.cancel() if isinstance(transfer, Outgoing) else transfer.decline(filewire.CANCELLED)
             if message is None:
                 raise LocalError(f"transfer {number} is over, or too far along to stop")
             self._control(message)
-            if not sending:
-                self._writes.put(("drop", transfer_id, 0, memoryview(b"")))
+            if isinstance(transfer, Incoming):
+                self._writes.put(("drop", transfer, 0, _NOTHING))
         self._finished(transfer)
 
     def pending_offers(self) -> list[int]:
         """Numbers of the peer's offers still waiting for an answer, oldest first."""
         with self._lock:
             return [
-                self._numbers[(False, t.id)]
-                for t in self.transfers.incoming.values()
-                if t.state is State.OFFERED and t.id not in self._paths
+                number
+                for number, transfer in self._by_number.items()
+                if isinstance(transfer, Incoming) and transfer.state is State.OFFERED and transfer not in self._saved
             ]
 
     def active(self) -> list[int]:
         """Numbers of transfers not over yet, oldest first."""
         with self._lock:
-            return [n for n, key in self._keys.items() if self._transfer(key).state not in _OVER]
+            return [number for number, transfer in self._by_number.items() if transfer.state not in _OVER]
 
     def listing(self) -> list[str]:
         """One line per transfer, for /transfers."""
         lines = []
         with self._lock:
-            for number, key in self._keys.items():
-                transfer = self._transfer(key)
+            for number, transfer in self._by_number.items():
+                sending = isinstance(transfer, Outgoing)
                 done = transfer.acked if isinstance(transfer, Outgoing) else transfer.received
-                arrow = "to" if key[0] else "from"
                 state = transfer.state.value
                 if transfer.state is State.ACTIVE and transfer.size:
                     state = f"{100 * done // transfer.size}%"
+                elif transfer.state is State.OFFERED and transfer in self._saved:
+                    state = "accepted, waiting its turn"
                 lines.append(
-                    f"#{number} {self._shown(key)} ({human_size(transfer.size)}) {arrow} {self._peer}: {state}"
+                    f"#{number} {self._shown(transfer)} ({human_size(transfer.size)}) "
+                    f"{'to' if sending else 'from'} {self._peer}: {state}"
                 )
         return lines or ["no transfers"]
 
@@ -265,20 +304,24 @@ class FileEngine:
             return self._changed.wait_for(lambda: not self.transfers.busy or (self._send is None and gone()), timeout)
 
     def close(self) -> list[str]:
-        """Stop: finish the writer's work; unfinished transfers stop (a .part is kept). Lines to report."""
-        lines = []
-        with self._lock:
-            self.detach()
-            for transfer in self.transfers.incoming.values():
-                if transfer.state in (State.ACTIVE, State.ENDED):
-                    lines.append(f"incomplete: {self._shown((False, transfer.id))} ({transfer.received} bytes kept)")
-            for outgoing in self.transfers.outgoing.values():
-                if outgoing.state not in _OVER:
-                    lines.append(f"not sent: {self._shown((True, outgoing.id))}")
+        """Stop: let the writer finish what it holds, then report what did not arrive (a .part is kept)."""
+        self.detach()
         if self._writer is not None:
             self._writes.put(None)
-            self._writer.join(WRITER_JOIN)
+            self._writer.join(WRITER_JOIN)  # a file verified meanwhile is saved, and not reported lost
+        lines = []
         with self._lock:
+            for transfer in self._numbers:
+                name = self._shown(transfer)
+                if isinstance(transfer, Outgoing):
+                    if transfer.state not in _OVER:
+                        lines.append(f"not sent: {name}")
+                elif transfer.state in (State.ACTIVE, State.ENDED):
+                    part = self._parts.get(transfer)
+                    kept = part.written if part is not None else 0
+                    lines.append(f"incomplete: {name} ({human_size(kept)} kept, to continue later)")
+                elif transfer.state is State.OFFERED and transfer in self._saved:
+                    lines.append(f"not received: {name} (accepted, it was waiting its turn)")
             for source in self._sources.values():
                 source.close()
             for part in self._parts.values():
@@ -298,11 +341,14 @@ class FileEngine:
                 elif isinstance(event, DataReceived):
                     # The writer gets it later: a view into a buffer the link reuses must be copied first.
                     data = event.data if event.data.readonly else memoryview(bytes(event.data))
-                    self._writes.put(("data", event.transfer.id, event.offset, data))
+                    self._writes.put(("data", event.transfer, event.offset, data))
                 elif isinstance(event, Ended):
-                    self._writes.put(("end", event.transfer.id, 0, memoryview(b"")))
+                    self._writes.put(("end", event.transfer, 0, _NOTHING))
+                elif isinstance(event, Reoffered):
+                    # Answered once everything received is written: the window then counts only new data.
+                    self._writes.put(("reaccept", event.transfer, 0, _NOTHING))
                 elif isinstance(event, Accepted):
-                    self._seeking.add(event.transfer.id)
+                    self._seeking.add(event.transfer)
                     self._wake()
                 elif isinstance(event, Progress):
                     self._wake()  # the window opened
@@ -312,22 +358,29 @@ class FileEngine:
             elif isinstance(event, Accepted) and event.transfer.next_offset > 0:
                 self._continued(event.transfer)
             elif isinstance(event, Progress):
-                self._progress(True, event.transfer.id, event.transfer.acked, event.transfer.size)
+                self._progress(event.transfer, event.transfer.acked)
             elif isinstance(event, Finished):
                 if isinstance(event.transfer, Incoming):
-                    self._writes.put(("drop", event.transfer.id, 0, memoryview(b"")))
+                    self._writes.put(("drop", event.transfer, 0, _NOTHING))
                 self._finished(event.transfer)
 
     def _offered(self, transfer: Incoming) -> None:
         with self._lock:
-            number = self._number(False, transfer.id)
-        kept = None if self.directory is None else PartFile.resumable(self.directory, transfer.name, transfer.size)
+            number = self._number(transfer)
+            kept = None if self.directory is None else self._resumable(self.directory, transfer)
         self._on_event(FileOffered(number, shown(safe_name(transfer.name)), transfer.size, kept))
+
+    def _resumable(self, directory: Path, transfer: Incoming) -> int | None:
+        """The length of a NAME.part an earlier run left for *transfer*; never one of ours in use now."""
+        in_use = {part.part for part in self._parts.values()}
+        if directory / (safe_name(transfer.name) + PART_SUFFIX) in in_use:
+            return None
+        return PartFile.resumable(directory, transfer.name, transfer.size)
 
     def _continued(self, transfer: Outgoing) -> None:
         with self._lock:
-            number = self._numbers[(True, transfer.id)]
-            name = self._shown((True, transfer.id))
+            number = self._numbers[transfer]
+            name = self._shown(transfer)
         offset, size = transfer.next_offset, transfer.size
         line = f"continuing {name} from {human_size(offset)} of {human_size(size)} ({100 * offset // size}%)"
         self._on_event(FileContinued(number, line))
@@ -347,23 +400,21 @@ class FileEngine:
         by the next call: encrypt it before calling again.
         """
         with self._lock:
-            for transfer_id in list(self._seeking):
-                transfer = self.transfers.outgoing[transfer_id]
+            for transfer in list(self._seeking):
+                self._seeking.discard(transfer)
                 if transfer.state is not State.ACTIVE:
-                    self._seeking.discard(transfer_id)
                     continue
                 try:
-                    if self._sources[transfer_id].catch_up(transfer.next_offset, CATCH_UP_STEP):
-                        self._seeking.discard(transfer_id)
+                    if not self._sources[transfer].catch_up(transfer.next_offset, CATCH_UP_STEP):
+                        self._seeking.add(transfer)
                 except LocalError as exc:
-                    self._seeking.discard(transfer_id)
                     return self._read_failed(transfer, exc)
                 return _NOTHING
             due = self.transfers.sending()
-            if due is None or due.id in self._seeking:
+            if due is None:
                 return None
             transfer = due
-            source = self._sources[transfer.id]
+            source = self._sources[transfer]
             chunk = transfer.next_chunk()
             if chunk is None:
                 return memoryview(filewire.encode(transfer.end(source.digest())))
@@ -371,8 +422,8 @@ class FileEngine:
             filewire.pack_data_header(self._buffer, transfer.id, offset)
             try:
                 read = source.read_into(self._view[DATA_HEADER.size : DATA_HEADER.size + length], offset)
-            except OSError as exc:
-                return self._read_failed(transfer, LocalError(f"cannot read {source.path}: {exc.strerror}"))
+            except LocalError as exc:
+                return self._read_failed(transfer, exc)
             if read != length:
                 return self._read_failed(transfer, LocalError(f"{source.path} shrank while being sent"))
             transfer.sent(offset, length)
@@ -394,10 +445,9 @@ class FileEngine:
 
     def _write_loop(self) -> None:
         while (task := self._writes.get()) is not None:
-            kind, transfer_id, offset, data = task
+            kind, transfer, offset, data = task
             with self._lock:
-                transfer = self.transfers.incoming[transfer_id]
-                part = self._parts.get(transfer_id)
+                part = self._parts.get(transfer)
             try:
                 if kind == "open":
                     self._open(transfer)
@@ -406,44 +456,47 @@ class FileEngine:
                     with self._lock:
                         ack = transfer.written(part.written)
                         if ack is not None:
-                            log.debug(
-                                "file transfer %d: %d of %d bytes written", transfer_id, part.written, transfer.size
-                            )
+                            log.debug("file %d: %d of %d bytes written", transfer.id, part.written, transfer.size)
                             self._control(ack)
-                    self._progress(False, transfer_id, part.written, transfer.size)
+                    self._progress(transfer, part.written)
+                elif kind == "reaccept" and part is not None:
+                    with self._lock:
+                        if transfer.state is State.ACTIVE:
+                            self._control(transfer.resume_at(part.written))
                 elif kind == "end" and part is not None and transfer.state is State.ENDED:
                     self._verify(transfer, part)
-                elif kind == "drop" and part is not None:
+                elif kind in ("drop", "keep") and part is not None:
                     with self._lock:
-                        self._parts.pop(transfer_id, None)
-                    part.discard()
+                        self._parts.pop(transfer, None)
+                    part.discard() if kind == "drop" else part.keep()
             except LocalError as exc:
                 self._write_failed(transfer, exc)
             except Exception as exc:  # a bug: this transfer fails, the chat and the other transfers go on
                 log.debug("the file writer failed", exc_info=exc)
-                self._write_failed(transfer, LocalError(f"internal error while saving: {exc!r}"))
+                self._write_failed(transfer, LocalError(f"internal error while saving: {type(exc).__name__}"))
 
     def _open(self, transfer: Incoming) -> None:
-        directory = self._paths[transfer.id]
-        kept = PartFile.resumable(directory, transfer.name, transfer.size)
+        directory = self._saved[transfer]
+        with self._lock:
+            kept = self._resumable(directory, transfer)
         part = (
             PartFile.resume(directory, transfer.name, transfer.size)
-            if kept
+            if kept is not None
             else PartFile.create(directory, transfer.name, transfer.size)
         )
         with self._lock:
             if transfer.state is not State.OFFERED:  # stopped meanwhile
-                part.discard() if not kept else part.keep()
+                part.discard() if kept is None else part.keep()
                 return
-            self._parts[transfer.id] = part
+            self._parts[transfer] = part
             self._control(transfer.accept(part.written))
 
     def _verify(self, transfer: Incoming, part: PartFile) -> None:
         saved = part.finish(transfer.sha256)
         with self._lock:
-            self._parts.pop(transfer.id, None)
+            self._parts.pop(transfer, None)
             if saved is not None:
-                self._paths[transfer.id] = saved
+                self._saved[transfer] = saved
                 self._control(transfer.verified(True))
             else:
                 self._control(transfer.verified(False, "hash_mismatch"))
@@ -452,7 +505,7 @@ class FileEngine:
     def _write_failed(self, transfer: Incoming, error: LocalError) -> None:
         reason = filewire.NO_SPACE if isinstance(error, NoSpace) else filewire.DISK_ERROR
         with self._lock:
-            part = self._parts.pop(transfer.id, None)
+            part = self._parts.pop(transfer, None)
             ended = transfer.state is State.ENDED
             message: Control | None = transfer.verified(False, reason) if ended else transfer.decline(reason)
             if message is not None:
@@ -460,7 +513,8 @@ class FileEngine:
         if part is not None:
             with contextlib.suppress(LocalError):
                 part.discard()
-        self._finished(transfer, str(error))
+        if message is not None:  # (a transfer already over stays as it ended)
+            self._finished(transfer, str(error))
 
     # -- shared -----------------------------------------------------------------------
 
@@ -470,65 +524,63 @@ class FileEngine:
             self._send(filewire.encode(message))
         self._changed.notify_all()
 
-    def _number(self, sending: bool, transfer_id: int) -> int:
-        key = (sending, transfer_id)
-        if key not in self._numbers:
-            self._numbers[key] = len(self._numbers) + 1
-            self._keys[self._numbers[key]] = key
-        return self._numbers[key]
+    def _number(self, transfer: Transfer) -> int:
+        if transfer not in self._numbers:
+            self._numbers[transfer] = len(self._numbers) + 1
+            self._by_number[self._numbers[transfer]] = transfer
+        return self._numbers[transfer]
 
-    def _key(self, number: int) -> tuple[bool, int]:
-        if number not in self._keys:
+    def _transfer(self, number: int) -> Transfer:
+        if number not in self._by_number:
             raise LocalError(f"no transfer #{number}: /transfers lists them")
-        return self._keys[number]
+        return self._by_number[number]
 
     def _incoming(self, number: int) -> Incoming:
-        sending, transfer_id = self._key(number)
-        if sending:
+        transfer = self._transfer(number)
+        if isinstance(transfer, Outgoing):
             raise LocalError(f"transfer #{number} is one you are sending")
-        return self.transfers.incoming[transfer_id]
+        return transfer
 
-    def _transfer(self, key: tuple[bool, int]) -> Outgoing | Incoming:
-        return self.transfers.outgoing[key[1]] if key[0] else self.transfers.incoming[key[1]]
-
-    def _shown(self, key: tuple[bool, int]) -> str:
-        if key[0]:
-            return shown(self._paths[key[1]].name)
-        path = self._paths.get(key[1])
-        transfer = self.transfers.incoming[key[1]]
+    def _shown(self, transfer: Transfer) -> str:
+        if isinstance(transfer, Outgoing):
+            return shown(self._sent_paths[transfer].name)
+        path = self._saved.get(transfer)
         if transfer.state is State.DONE and path is not None:
             return shown(str(path))
         return shown(safe_name(transfer.name))
 
-    def _progress(self, sending: bool, transfer_id: int, done: int, size: int) -> None:
+    def _progress(self, transfer: Transfer, done: int) -> None:
         now = time.monotonic()
         with self._lock:
-            number = self._numbers[(sending, transfer_id)]
-            if done < size and now - self._last_progress.get(number, 0.0) < PROGRESS_INTERVAL:
+            number = self._numbers[transfer]
+            if done < transfer.size and now - self._last_progress.get(number, 0.0) < PROGRESS_INTERVAL:
                 return
             self._last_progress[number] = now
-            name = self._shown((sending, transfer_id))
-        self._on_event(FileProgress(number, name, sending, done, size))
+            name = self._shown(transfer)
+        self._on_event(FileProgress(number, name, isinstance(transfer, Outgoing), done, transfer.size))
 
-    def _finished(self, transfer: Outgoing | Incoming, detail: str = "") -> None:
+    def _finished(self, transfer: Transfer, detail: str = "") -> None:
         sending = isinstance(transfer, Outgoing)
         with self._lock:
-            number = self._numbers[(sending, transfer.id)]
-            name = self._shown((sending, transfer.id))
-            if sending:
-                self._sources.pop(transfer.id).close() if transfer.id in self._sources else None
+            number = self._number(transfer)
+            name = self._shown(transfer)
+            if isinstance(transfer, Outgoing):
+                source = self._sources.pop(transfer, None)
+                if source is not None:
+                    source.close()
             else:
-                self._receiving.discard(transfer.id)
+                self._receiving.discard(transfer)
             self._changed.notify_all()
         if not sending:
             self._open_next()
         ok = transfer.state is State.DONE
-        outcome = FileOutcome(number, sending, ok, self._line(transfer, name, detail))
+        wanted = sending or transfer in self._saved
+        outcome = FileOutcome(number, sending, ok, self._line(transfer, name, detail), wanted)
         with self._lock:
             self.outcomes.append(outcome)
         self._on_event(outcome)
 
-    def _line(self, transfer: Outgoing | Incoming, name: str, detail: str) -> str:
+    def _line(self, transfer: Transfer, name: str, detail: str) -> str:
         peer = self._peer
         sending = isinstance(transfer, Outgoing)
         if transfer.state is State.DONE:

@@ -8,6 +8,7 @@ from its command table (:meth:`FileCommands.table`). File events become one line
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,8 @@ class FileCommands:
         self.directory = directory or download_dir()
         self.activity = ""  # the transfer under way, for the status bar: "↓ report.pdf 45% of 2.3 MB, ..."
         self._meter = Meter()
+        self._lock = threading.Lock()
+        self.failed = False  # a file sent or accepted did not arrive: the exit status says so
         self.engine = FileEngine(self.on_event, peer=peer, directory=self.directory)
 
     def table(self) -> dict[str, Callable[[str], list[str]]]:
@@ -66,13 +69,16 @@ class FileCommands:
             )
         elif isinstance(event, FileProgress):
             arrow = "↑" if event.sending else "↓"
-            words = self._meter.line(event.number, event.done, event.size, time.monotonic())
+            with self._lock:  # progress comes from the link's threads and the writer's
+                words = self._meter.line(event.number, event.done, event.size, time.monotonic())
             self.activity = "" if event.done >= event.size else f"{arrow} {event.name} {words}"
             self._progress(self.activity)
         elif isinstance(event, FileContinued):
             self._notify(event.line, False)
         elif isinstance(event, FileOutcome):
-            self._meter.forget(event.number)
+            self.failed |= not event.ok and event.wanted
+            with self._lock:
+                self._meter.forget(event.number)
             self.activity = ""
             self._progress("")
             self._notify(event.line, not event.ok)

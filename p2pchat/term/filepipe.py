@@ -49,7 +49,7 @@ class FilePipe:
         elif isinstance(event, FileOutcome):
             with self._lock:
                 self._meter.forget(event.number)
-            if not event.ok and (event.sending or self._save_to is not None):
+            if not event.ok and event.wanted:
                 self.failed = True
             if event.sending or event.number not in self._quiet:
                 self._say(event.line)
@@ -79,10 +79,11 @@ class FilePipe:
                 self._say(str(exc))
                 self.failed = True
 
-    def wait(self, gone: Callable[[], bool] = lambda: True) -> None:
+    def wait(self, gone: Callable[[], bool] = lambda: True, connected: Callable[[], bool] = lambda: True) -> None:
         """Wait until every transfer is over (or the link is gone for good, as *gone* says).
 
-        Gives up after STALL_TIMEOUT seconds without progress.
+        Gives up after STALL_TIMEOUT seconds without progress while connected (during an outage
+        the conversation's resume deadline decides: its end wakes this wait).
         """
         while True:
             with self._lock:
@@ -90,7 +91,7 @@ class FilePipe:
             if self.engine.wait_idle(STALL_TIMEOUT, gone):
                 return
             with self._lock:
-                if self._progressed == before:
+                if self._progressed == before and connected():
                     self._say(f"file transfer stalled for {STALL_TIMEOUT:g} s: giving up")
                     self.failed = True
                     return

@@ -1,16 +1,17 @@
-"""Review #15: FileEngine findings, driven through handle() as the receiver thread would."""
+"""FileEngine at its edges (found in review), driven through handle() as the receiver thread would:
+two offers of one name, an accepted offer waiting its turn, resumes against a slow disk, a file
+saved while closing, a cancel made while the link is down."""
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from p2pchat.core import filewire
 from p2pchat.core.filewire import FileAccept, FileData, FileOffer
 from p2pchat.core.transfer import WINDOW
 from p2pchat.link import files as files_module
-from p2pchat.link.filetransfer import FileEngine, FileEvent
+from p2pchat.link.filetransfer import FileEngine, FileEvent, FileProgress
 
 DEADLINE = 10.0
 
@@ -20,8 +21,21 @@ class Receiver:
         self.events: list[FileEvent] = []
         self.sent: list[filewire.Control] = []
         self.changed = threading.Condition()
-        self.engine = FileEngine(self.events.append, peer="alice", directory=directory)
+        self.engine = FileEngine(self._event, peer="alice", directory=directory)
         self.attach()
+
+    def _event(self, event: FileEvent) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def progress_of(self, number: int, done: int) -> None:
+        """Wait until transfer *number* has *done* bytes on disk (its progress event says so)."""
+        with self.changed:
+            assert self.changed.wait_for(
+                lambda: any(isinstance(e, FileProgress) and (e.number, e.done) == (number, done) for e in self.events),
+                DEADLINE,
+            ), self.events
 
     def attach(self) -> None:
         self.engine.attach(self._send, lambda: None)
@@ -40,13 +54,6 @@ class Receiver:
             return [m for m in self.sent if isinstance(m, FileAccept) and m.id == transfer_id][-1]
 
 
-def wait_until(predicate, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end
-        time.sleep(0.01)
-
-
 def test_two_offers_with_the_same_name_do_not_share_one_part_file(tmp_path: Path) -> None:
     """Sender: /send a/report.pdf, /send b/report.pdf. Receiver: /accept 1; a moment later /accept 2.
 
@@ -59,10 +66,11 @@ def test_two_offers_with_the_same_name_do_not_share_one_part_file(tmp_path: Path
     receiver.engine.accept(1, tmp_path)
     assert receiver.accept_of(1).offset == 0
     receiver.engine.handle(FileData(1, 0, memoryview(b"A" * 5000)))
-    part = tmp_path / "report.pdf.part"
-    wait_until(lambda: part.exists() and part.stat().st_size == 5000)
+    receiver.progress_of(1, 5000)  # report.pdf.part holds 5000 bytes, and is in use
     receiver.engine.accept(2, tmp_path)
     assert receiver.accept_of(2).offset == 0, "offer 2 continues offer 1's .part file (in progress)"
+    receiver.engine.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report (1).pdf.part", "report.pdf.part"]
 
 
 def test_an_accepted_offer_waiting_its_turn_is_reported_at_the_end(tmp_path: Path) -> None:
