@@ -98,6 +98,12 @@ class KeyMismatchError(SecurityError):
     """The peer's key is not the one expected."""
 
 
+class InternalError(P2PChatError):
+    """Internal error: a bug in p2pchat (run with -v for details)."""
+
+    exit_code = ExitCode.INTERNAL
+
+
 class LocalProtocolError(P2PChatError):
     """This side misused the protocol (a bug in p2pchat, never the peer's doing)."""
 

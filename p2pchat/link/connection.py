@@ -47,7 +47,7 @@ from ..core.binary import FEATURE as BINARY
 from ..core.framing import MAX_FRAME_LEN
 from ..core.messages import DONE, KEEPALIVE, RESUME, Ack, Bye, Done, Hello, Keepalive, Text
 from ..core.session import Event, Session
-from ..errors import ConnectionLost, P2PChatError
+from ..errors import ConnectionLost, InternalError, P2PChatError
 from .handshake import CLOSE_LINGER, RECV_SIZE, say_bye_quietly
 
 log = logging.getLogger("p2pchat")
@@ -325,6 +325,8 @@ class Connection:
             self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
         except P2PChatError as exc:
             self._fail(exc, exc)
+        except Exception as exc:  # a bug (here, in the file engine): the chat ends with one line, not a traceback
+            self._fail(InternalError(f"internal error: {type(exc).__name__} (run with -v for details)"), exc)
 
     def _send_batch(self, item: object) -> bool:
         """Seal *item* and what is queued behind it, write it all in one call; True when the sender must stop."""
@@ -451,6 +453,8 @@ class Connection:
             self._fail(exc, exc)
         except OSError as exc:
             self._fail(ConnectionLost(f"connection lost: {exc.strerror or exc}"), exc)
+        except Exception as exc:  # a bug (here, or in what gets the messages): one line, not a traceback
+            self._fail(InternalError(f"internal error: {type(exc).__name__} (run with -v for details)"), exc)
         finally:
             with self._ack_room:
                 self._ended = True
