@@ -176,3 +176,30 @@ def test_a_cancel_made_while_the_link_is_down_reaches_the_receiver(tmp_path: Pat
     engine.attach(lambda plaintext: sent.append(filewire.decode(plaintext)), lambda: None)  # type: ignore[arg-type]
     assert any(isinstance(m, filewire.FileCancel) for m in sent), sent
     engine.close()
+
+
+def test_a_repeated_offer_gets_one_answer_on_the_link_it_came_on(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The link drops twice while the disk is behind: the answer to the first repeated offer must not
+    go out on the third link, where the sender, already accepted again, would see a second accept."""
+    gate = threading.Event()
+    real_write = files_module.PartFile.write
+
+    def slow_write(self, offset, data):  # type: ignore[no-untyped-def]
+        gate.wait(DEADLINE)
+        real_write(self, offset, data)
+
+    monkeypatch.setattr(files_module.PartFile, "write", slow_write)
+    receiver = Receiver(tmp_path)
+    receiver.engine.handle(FileOffer(1, "big.bin", 1_000_000))
+    receiver.engine.accept(1, tmp_path)
+    receiver.accept_of(1)
+    receiver.engine.handle(FileData(1, 0, memoryview(bytes(filewire.MAX_DATA))))  # waits for the disk
+    for _link in range(2):  # lost and back, twice: the sender offers again on each new link
+        receiver.engine.detach()
+        receiver.attach()
+        receiver.engine.handle(FileOffer(1, "big.bin", 1_000_000))
+    gate.set()
+    receiver.progress_of(1, filewire.MAX_DATA)
+    receiver.engine.close()  # the writer has done everything it was given
+    accepts = [m for m in receiver.sent if isinstance(m, FileAccept)]
+    assert accepts == [FileAccept(1, 0), FileAccept(1, filewire.MAX_DATA)]

@@ -151,6 +151,7 @@ class FileEngine:
         self._writer: threading.Thread | None = None
         self._receiving: set[Incoming] = set()  # incoming transfers opened (or opening) and not over
         self._waiting: list[Incoming] = []  # accepted, waiting for a free place in _receiving
+        self._link = 0  # counts attach(): an answer meant for one link is never sent on the next
         self.outcomes: list[FileOutcome] = []
 
     # -- the link ---------------------------------------------------------------------
@@ -159,6 +160,7 @@ class FileEngine:
         """A connection speaking ``files`` is up: *send* queues a control plaintext, *wake* the sender."""
         with self._lock:
             self._send, self._wake = send, wake
+            self._link += 1
             for offer in self.transfers.link_up():
                 send(filewire.encode(offer))
                 self._announced.add(self.transfers.outgoing[offer.id])
@@ -346,7 +348,7 @@ class FileEngine:
                     self._writes.put(("end", event.transfer, 0, _NOTHING))
                 elif isinstance(event, Reoffered):
                     # Answered once everything received is written: the window then counts only new data.
-                    self._writes.put(("reaccept", event.transfer, 0, _NOTHING))
+                    self._writes.put(("reaccept", event.transfer, self._link, _NOTHING))
                 elif isinstance(event, Accepted):
                     self._seeking.add(event.transfer)
                     self._wake()
@@ -461,7 +463,9 @@ class FileEngine:
                     self._progress(transfer, part.written)
                 elif kind == "reaccept" and part is not None:
                     with self._lock:
-                        if transfer.state is State.ACTIVE:
+                        # *offset* holds the link the repeated offer came on: if that link is gone,
+                        # the offer repeated on the next one gets its own answer (one per link).
+                        if transfer.state is State.ACTIVE and offset == self._link and self._send is not None:
                             self._control(transfer.resume_at(part.written))
                 elif kind == "end" and part is not None and transfer.state is State.ENDED:
                     self._verify(transfer, part)
