@@ -131,6 +131,7 @@ class Incoming:
     reason: str = ""
     stopped_by_peer: bool = False
     sha256: bytes = b""  # the sender's hash, from file_end
+    resuming: bool = False  # offered again on this link, not answered yet: the sender must wait
 
     def accept(self, offset: int = 0) -> FileAccept:
         """The person accepted; *offset* is the length of a kept partial file to continue."""
@@ -180,6 +181,7 @@ class Incoming:
         if self.state is not State.ACTIVE or not self.acked <= written <= self.received:
             raise ValueError("resume_at() needs an active transfer and an offset it has written")
         self.received = self.acked = written
+        self.resuming = False
         return FileAccept(self.id, written)
 
     def current(self) -> Control | None:
@@ -282,6 +284,8 @@ class Transfers:
         for transfer in self.outgoing.values():
             if transfer.state in (State.ACTIVE, State.ENDED):
                 transfer.state = State.PAUSED
+        for incoming in self.incoming.values():
+            incoming.resuming = False  # the next link's repeated offer gets its own answer
 
     def link_up(self) -> list[FileOffer]:
         """A (resumed) connection is up: every unfinished offer goes out again."""
@@ -370,6 +374,9 @@ class Transfers:
             if (known.name, known.size) != (message.name, message.size):
                 raise MessageError("the peer offered a different file under a transfer id already in use")
             if known.state is State.ACTIVE:
+                if known.resuming:
+                    return []  # offered again on this link already: one answer is on its way
+                known.resuming = True
                 return [Reoffered(known)]  # a repeated offer after a resume, in the middle of the file
             answer = known.current()  # a repeated offer after a resume
             return [Send(answer)] if answer is not None else []
@@ -396,6 +403,8 @@ class Transfers:
             return []  # stopped by this side while the data was on its way
         if transfer.state is not State.ACTIVE:
             raise MessageError("the peer sent file data for a transfer not accepted or already ended")
+        if transfer.resuming:
+            raise MessageError("the peer sent file data before its repeated offer was answered")
         length = len(message.data)
         if message.offset != transfer.received:
             raise MessageError("the peer sent file data out of order")
@@ -412,6 +421,8 @@ class Transfers:
             if transfer.state is State.OFFERED:
                 raise MessageError("the peer ended a file transfer that was not accepted")
             return []  # stopped, or a repeat after a resume
+        if transfer.resuming:
+            raise MessageError("the peer ended a file transfer before its repeated offer was answered")
         if transfer.received != transfer.size:
             raise MessageError("the peer ended a file transfer before sending all of it")
         transfer.state = State.ENDED

@@ -167,6 +167,8 @@ class Connection:
                 self._dispatch(event)
         except P2PChatError as exc:
             self._fail(exc, exc)
+        except Exception as exc:  # a bug in what gets the messages: one line, as in the receiver thread
+            self._fail(InternalError(f"internal error: {type(exc).__name__} (run with -v for details)"), exc)
         self._receiver.start()
 
     # -- called by the owner ----------------------------------------------------

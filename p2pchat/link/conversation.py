@@ -270,6 +270,9 @@ class Conversation:
         with self._files_lock:
             if connection is not self._current or self.ended is not None:
                 return
+            if self._files_on is not None:  # the old link's loss is not processed yet: it is now
+                self._files_on.use_low_lane(None)
+                engine.detach()
             self._files_on = connection
             connection.use_low_lane(engine)
             engine.attach(connection.send_plaintext, connection.wake)
@@ -348,6 +351,8 @@ class Conversation:
             self.fail(failure)
         if self.ended is not None:
             self._detach_files()  # the chat is over: transfers stop, and a wait for them ends
+            if self._files is not None:
+                self._files.wake_waiters()  # (also when no link carried them any more)
 
     # -- the interface side ----------------------------------------------------------------
 

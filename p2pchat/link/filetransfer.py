@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..core import filewire
 from ..core.filenames import PART_SUFFIX, safe_name, shown
-from ..core.filewire import DATA_HEADER, MAX_DATA, Control, FileCancel, FileMessage
+from ..core.filewire import DATA_HEADER, MAX_DATA, Control, FileCancel, FileMessage, FileOffer
 from ..core.transfer import (
     FINAL,
     Accepted,
@@ -152,6 +152,8 @@ class FileEngine:
         self._receiving: set[Incoming] = set()  # incoming transfers opened (or opening) and not over
         self._waiting: list[Incoming] = []  # accepted, waiting for a free place in _receiving
         self._link = 0  # counts attach(): an answer meant for one link is never sent on the next
+        self._answered: dict[Incoming, int] = {}  # the link each accept (or repeated accept) went out on
+        self._void: set[Incoming] = set()  # a restarted peer's transfers: never answered again
         self.outcomes: list[FileOutcome] = []
 
     # -- the link ---------------------------------------------------------------------
@@ -166,6 +168,9 @@ class FileEngine:
                 self._announced.add(self.transfers.outgoing[offer.id])
             for transfer in self._announced:  # a cancel made while no link carried it (repeats are harmless)
                 if transfer.state is State.STOPPED and not transfer.stopped_by_peer:
+                    # The offer too: it may have been lost with the last link, and a cancel for an
+                    # offer the peer never saw would be a protocol error.
+                    send(filewire.encode(FileOffer(transfer.id, transfer.name, transfer.size)))
                     send(filewire.encode(FileCancel(transfer.id, transfer.reason)))
         wake()
 
@@ -174,6 +179,11 @@ class FileEngine:
         with self._lock:
             self._send, self._wake = None, lambda: None
             self.transfers.link_lost()
+            self._changed.notify_all()
+
+    def wake_waiters(self) -> None:
+        """The conversation ended: a wait_idle() waiting for the link to come back stops waiting."""
+        with self._changed:
             self._changed.notify_all()
 
     @property
@@ -189,6 +199,9 @@ class FileEngine:
         stopped = []
         with self._lock:
             for transfer in self.transfers.forget_incoming():
+                self._void.add(transfer)  # no message about it goes to the new peer
+                if transfer.state is State.ENDED:
+                    continue  # all of it arrived, with its hash: the writer verifies and saves it
                 if transfer.state not in FINAL:
                     transfer.state, transfer.reason, transfer.stopped_by_peer = State.STOPPED, "restarted", True
                     stopped.append(transfer)
@@ -308,9 +321,11 @@ class FileEngine:
     def close(self) -> list[str]:
         """Stop: let the writer finish what it holds, then report what did not arrive (a .part is kept)."""
         self.detach()
+        writer_busy = False
         if self._writer is not None:
             self._writes.put(None)
             self._writer.join(WRITER_JOIN)  # a file verified meanwhile is saved, and not reported lost
+            writer_busy = self._writer.is_alive()
         lines = []
         with self._lock:
             for transfer in self._numbers:
@@ -326,9 +341,10 @@ class FileEngine:
                     lines.append(f"not received: {name} (accepted, it was waiting its turn)")
             for source in self._sources.values():
                 source.close()
-            for part in self._parts.values():
-                part.keep()
-            self._parts.clear()
+            if not writer_busy:  # never close a descriptor the writer may still use (it could be reused)
+                for part in self._parts.values():
+                    part.keep()
+                self._parts.clear()
         return lines
 
     # -- the receiver thread ----------------------------------------------------------
@@ -347,8 +363,10 @@ class FileEngine:
                 elif isinstance(event, Ended):
                     self._writes.put(("end", event.transfer, 0, _NOTHING))
                 elif isinstance(event, Reoffered):
-                    # Answered once everything received is written: the window then counts only new data.
-                    self._writes.put(("reaccept", event.transfer, self._link, _NOTHING))
+                    if self._answered.get(event.transfer) == self._link:
+                        event.transfer.resuming = False  # our accept on this link crossed the offer
+                    else:  # answered once everything received is written: the window counts new data only
+                        self._writes.put(("reaccept", event.transfer, self._link, _NOTHING))
                 elif isinstance(event, Accepted):
                     self._seeking.add(event.transfer)
                     self._wake()
@@ -434,7 +452,8 @@ class FileEngine:
     def _read_failed(self, transfer: Outgoing, error: LocalError) -> memoryview | None:
         log.debug("reading a file failed: %s", error)
         message = transfer.cancel(filewire.DISK_ERROR)
-        self._finished(transfer, str(error))
+        # Reported from another thread: the sender thread holds the link's write lock here.
+        threading.Thread(target=self._finished, args=(transfer, str(error)), daemon=True).start()
         return memoryview(filewire.encode(message)) if message is not None else None
 
     # -- the writer thread ------------------------------------------------------------
@@ -465,7 +484,9 @@ class FileEngine:
                     with self._lock:
                         # *offset* holds the link the repeated offer came on: if that link is gone,
                         # the offer repeated on the next one gets its own answer (one per link).
-                        if transfer.state is State.ACTIVE and offset == self._link and self._send is not None:
+                        current = offset == self._link and self._send is not None
+                        if transfer.state is State.ACTIVE and current and part.written <= transfer.received:
+                            self._answered[transfer] = self._link
                             self._control(transfer.resume_at(part.written))
                 elif kind == "end" and part is not None and transfer.state is State.ENDED:
                     self._verify(transfer, part)
@@ -493,6 +514,8 @@ class FileEngine:
                 part.discard() if kept is None else part.keep()
                 return
             self._parts[transfer] = part
+            if self._send is not None:
+                self._answered[transfer] = self._link
             self._control(transfer.accept(part.written))
 
     def _verify(self, transfer: Incoming, part: PartFile) -> None:
@@ -501,9 +524,11 @@ class FileEngine:
             self._parts.pop(transfer, None)
             if saved is not None:
                 self._saved[transfer] = saved
-                self._control(transfer.verified(True))
+                verdict = transfer.verified(True)
             else:
-                self._control(transfer.verified(False, "hash_mismatch"))
+                verdict = transfer.verified(False, "hash_mismatch")
+            if transfer not in self._void:
+                self._control(verdict)
         self._finished(transfer)
 
     def _write_failed(self, transfer: Incoming, error: LocalError) -> None:
@@ -512,7 +537,7 @@ class FileEngine:
             part = self._parts.pop(transfer, None)
             ended = transfer.state is State.ENDED
             message: Control | None = transfer.verified(False, reason) if ended else transfer.decline(reason)
-            if message is not None:
+            if message is not None and transfer not in self._void:
                 self._control(message)
         if part is not None:
             with contextlib.suppress(LocalError):
@@ -578,7 +603,8 @@ class FileEngine:
         if not sending:
             self._open_next()
         ok = transfer.state is State.DONE
-        wanted = sending or transfer in self._saved
+        own_cancel = transfer.state is State.STOPPED and not transfer.stopped_by_peer
+        wanted = (sending or transfer in self._saved) and not (own_cancel and transfer.reason == filewire.CANCELLED)
         outcome = FileOutcome(number, sending, ok, self._line(transfer, name, detail), wanted)
         with self._lock:
             self.outcomes.append(outcome)
