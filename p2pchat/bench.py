@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args.serve, args.certificates, sys.stdout)
             return ExitCode.OK
-        from .benchmarks import files
+        from .benchmarks import copies, files
         from .benchmarks.extras import EXTRAS
         from .benchmarks.report import table
         from .benchmarks.run import Settings, run
 
-        EXTRAS.append(files.EXTRA)
+        EXTRAS.extend((files.EXTRA, copies.EXTRA))
 
         report = run(Settings.smoke() if args.quick else Settings())
         print(json.dumps(report, indent=2) if args.json else table(report))
