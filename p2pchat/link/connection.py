@@ -58,8 +58,8 @@ SEND_STALL_TIMEOUT = 60.0  # seconds a peer may take none of our bytes before th
 MAX_PENDING_ACKS = 4096  # acks not yet sent (a p2pchat/1 peer gets one per text); the receiver waits beyond
 CLOSE_TIMEOUT = 2.0  # seconds close() gives each thread to finish before it cuts the socket
 
-# Unsent bytes the kernel may hold for this socket while file data flows (Linux and macOS name the
-# option; Python exposes it from 3.12 on): a text queued behind file data waits for this much at most.
+# Unsent bytes the kernel may hold for this socket while file data flows: a text queued behind file
+# data waits for this much at most. (Linux's option 25, where the socket module does not name it.)
 NOTSENT_LOWAT = 128 * 1024
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25 if sys.platform.startswith("linux") else None)
 
