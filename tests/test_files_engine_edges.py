@@ -203,3 +203,18 @@ def test_a_repeated_offer_gets_one_answer_on_the_link_it_came_on(tmp_path: Path,
     receiver.engine.close()  # the writer has done everything it was given
     accepts = [m for m in receiver.sent if isinstance(m, FileAccept)]
     assert accepts == [FileAccept(1, 0), FileAccept(1, filewire.MAX_DATA)]
+
+
+def test_a_stalled_transfer_shows_where_it_stopped(tmp_path: Path) -> None:
+    """Progress is sent at most every 0.25 s; what the interval held back follows at its end, so a
+    sender that stops after a burst leaves the bar at the last byte written, not at the first."""
+    receiver = Receiver(tmp_path)
+    receiver.engine.handle(FileOffer(1, "stalled.bin", 10 * filewire.MAX_DATA))
+    receiver.engine.accept(1, tmp_path)
+    receiver.accept_of(1)
+    for offset in range(0, 3 * filewire.MAX_DATA, filewire.MAX_DATA):  # a burst, then nothing
+        receiver.engine.handle(FileData(1, offset, memoryview(bytes(filewire.MAX_DATA))))
+    receiver.progress_of(1, 3 * filewire.MAX_DATA)
+    shown = [e.done for e in receiver.events if isinstance(e, FileProgress)]
+    assert shown[0] == filewire.MAX_DATA and shown[-1] == 3 * filewire.MAX_DATA and len(shown) <= 3
+    receiver.engine.close()

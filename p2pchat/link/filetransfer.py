@@ -144,6 +144,8 @@ class FileEngine:
         self._numbers: dict[Transfer, int] = {}  # the numbers people use in /accept, /cancel
         self._by_number: dict[int, Transfer] = {}
         self._last_progress: dict[int, float] = {}
+        self._held: dict[int, tuple[Transfer, int]] = {}  # progress held back by the interval, by number
+        self._progress_timer: threading.Timer | None = None  # sends what was held back
         self._buffer = bytearray(RECORD_BUFFER)
         self._view = memoryview(self._buffer)
         self._seeking: set[Outgoing] = set()  # outgoing transfers whose hash must catch up before sending
@@ -321,6 +323,9 @@ class FileEngine:
     def close(self) -> list[str]:
         """Stop: let the writer finish what it holds, then report what did not arrive (a .part is kept)."""
         self.detach()
+        with self._lock:
+            if self._progress_timer is not None:
+                self._progress_timer.cancel()
         writer_busy = False
         if self._writer is not None:
             self._writes.put(None)
@@ -579,14 +584,35 @@ class FileEngine:
         return shown(safe_name(transfer.name))
 
     def _progress(self, transfer: Transfer, done: int) -> None:
+        """A progress event, at most one per PROGRESS_INTERVAL per transfer, and always the last one.
+
+        A figure held back is sent by a timer at the end of the interval: a transfer that stalls
+        shows where it stopped, not where it was a moment before.
+        """
         now = time.monotonic()
         with self._lock:
+            if transfer.state in _OVER:
+                return  # its outcome line said it all
             number = self._numbers[transfer]
-            if done < transfer.size and now - self._last_progress.get(number, 0.0) < PROGRESS_INTERVAL:
+            wait = self._last_progress.get(number, 0.0) + PROGRESS_INTERVAL - now
+            if done < transfer.size and wait > 0:
+                self._held[number] = (transfer, done)
+                if self._progress_timer is None:
+                    self._progress_timer = threading.Timer(wait, self._held_progress)
+                    self._progress_timer.daemon = True
+                    self._progress_timer.start()
                 return
+            self._held.pop(number, None)
             self._last_progress[number] = now
             name = self._shown(transfer)
         self._on_event(FileProgress(number, name, isinstance(transfer, Outgoing), done, transfer.size))
+
+    def _held_progress(self) -> None:
+        with self._lock:
+            held, self._held = self._held, {}
+            self._progress_timer = None
+        for transfer, done in held.values():
+            self._progress(transfer, done)
 
     def _finished(self, transfer: Transfer, detail: str = "") -> None:
         sending = isinstance(transfer, Outgoing)
