@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 from p2pchat.link.filetransfer import FileOutcome, FileProgress
@@ -117,3 +118,28 @@ def test_durations_as_precise_as_a_person_needs() -> None:
         "1 h 00 min",
         "1 h 05 min",
     ]
+
+
+def test_a_pipe_waits_for_a_person_to_answer_then_gives_up(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A peer in the terminal has not answered the offer: the pipe says it is waiting (after
+    ANSWER_NOTICE), not that the transfer stalled, and gives up only after ANSWER_TIMEOUT."""
+    import p2pchat.term.filepipe as filepipe
+
+    monkeypatch.setattr(filepipe, "ANSWER_NOTICE", 0.05)
+    monkeypatch.setattr(filepipe, "STALL_TIMEOUT", 0.05)
+    monkeypatch.setattr(filepipe, "ANSWER_TIMEOUT", 0.6)
+    (tmp_path / "a.bin").write_bytes(b"a" * 10)
+    stderr = io.StringIO()
+    files = FilePipe("bob", None, stderr=stderr)
+    files.engine.attach(lambda plaintext: None, lambda: None)  # a link on which nobody answers
+    files.offer([tmp_path / "a.bin"], files_in_use=True)
+    start = time.monotonic()
+    files.wait()
+    waited = time.monotonic() - start
+    lines = stderr.getvalue().splitlines()
+    assert lines == [
+        "p2pchat: waiting for bob to accept or decline a.bin",
+        "p2pchat: bob did not answer within 0.01 min: giving up",
+    ]
+    assert waited >= 0.6 and files.failed  # the answer's deadline, not the stall's, decided
+    files.close()

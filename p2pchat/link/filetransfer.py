@@ -306,6 +306,11 @@ class FileEngine:
                 )
         return lines or ["no transfers"]
 
+    def awaiting_answer(self) -> list[str]:
+        """Names of our offers the peer has not answered yet (shown, escaped)."""
+        with self._lock:
+            return [self._shown(t) for t in self.transfers.outgoing.values() if t.state is State.OFFERED]
+
     @property
     def busy(self) -> bool:
         with self._lock:

@@ -19,6 +19,8 @@ from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffere
 from .progress import Meter
 
 STALL_TIMEOUT = 120.0  # seconds without any progress before a pipe stops waiting for its transfers
+ANSWER_TIMEOUT = 600.0  # seconds a pipe waits for a person to answer its offers (a peer in the terminal)
+ANSWER_NOTICE = 2.0  # seconds without an answer before the pipe says it is waiting for one
 
 
 class FilePipe:
@@ -83,18 +85,38 @@ class FilePipe:
         """Wait until every transfer is over (or the link is gone for good, as *gone* says).
 
         Gives up after STALL_TIMEOUT seconds without progress while connected (during an outage
-        the conversation's resume deadline decides: its end wakes this wait).
+        the conversation's resume deadline decides: its end wakes this wait). An offer waiting for
+        a person's answer (a peer in the terminal) gets ANSWER_TIMEOUT, and a line saying so.
         """
+        start = last = time.monotonic()  # last: the last sign of life (progress, or an outage's end)
+        said = False
         while True:
             with self._lock:
                 before = self._progressed
-            if self.engine.wait_idle(STALL_TIMEOUT, gone):
+            waiting = self.engine.awaiting_answer()
+            if self.engine.wait_idle(ANSWER_NOTICE if waiting and not said else STALL_TIMEOUT, gone):
                 return
+            now = time.monotonic()
             with self._lock:
-                if self._progressed == before and connected():
-                    self._say(f"file transfer stalled for {STALL_TIMEOUT:g} s: giving up")
-                    self.failed = True
-                    return
+                progressed = self._progressed != before
+            if progressed or not connected():
+                last = now
+                continue
+            waiting = self.engine.awaiting_answer()
+            if waiting and now - start < ANSWER_TIMEOUT:
+                if not said:
+                    self._say(f"waiting for {self._peer} to accept or decline {', '.join(waiting)}")
+                    said = True
+                continue
+            if not waiting and now - last < STALL_TIMEOUT:
+                continue
+            with self._lock:
+                self.failed = True
+            if waiting:
+                self._say(f"{self._peer} did not answer within {ANSWER_TIMEOUT / 60:g} min: giving up")
+            else:
+                self._say(f"file transfer stalled for {STALL_TIMEOUT:g} s: giving up")
+            return
 
     def close(self) -> None:
         for line in self.engine.close():
