@@ -17,6 +17,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from p2pchat.errors import ConnectionLost
 from p2pchat.events import (
     Delivered,
+    FileNotice,
     LinkDown,
     LinkFailed,
     LinkUp,
@@ -456,3 +457,12 @@ def test_rows_holding_an_emoji_sequence_keep_clear_of_the_last_column() -> None:
     assert all(width(row) <= 39 for row in entry.plain(40))
     plain_entry = Entry("12:00", "abc " * 30, label="bob")
     assert any(width(row) == 40 for row in plain_entry.plain(40))
+
+
+def test_system_lines_and_file_lines_are_escaped(ui: ChatUI) -> None:
+    """Every line from p2pchat is escaped too: a local file's name can hold what a peer's can."""
+    ui.system("offered \x1b[2Jevil\u202etxt.exe (10 bytes)")
+    ui._show_event(FileNotice("saved \x07bell.txt, SHA-256 verified"))
+    assert "\x1b" not in " ".join(lines(ui)) and "\u202e" not in " ".join(lines(ui))
+    assert lines(ui)[-2].endswith("offered \\x1b[2Jevil\\u202etxt.exe (10 bytes)")
+    assert lines(ui)[-1].endswith("saved \\x07bell.txt, SHA-256 verified")

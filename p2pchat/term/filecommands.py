@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core.filenames import shown
 from ..errors import LocalError
 from ..link.files import download_dir
 from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
@@ -96,7 +97,7 @@ class FileCommands:
         except LocalError as exc:
             return [str(exc)]
         size = path.stat().st_size
-        return [f"offered {path.name} ({human_size(size)}) to {self._peer} as #{number}; waiting for an answer"]
+        return [f"offered {shown(path.name)} ({human_size(size)}) to {self._peer} as #{number}; waiting for an answer"]
 
     def accept(self, argument: str) -> list[str]:
         words = argument.split(maxsplit=1)

@@ -17,6 +17,7 @@ from typing import TextIO
 from ..errors import LocalError
 from ..link.filetransfer import FileContinued, FileEngine, FileEvent, FileOffered, FileOutcome, FileProgress, human_size
 from .progress import Meter
+from .sanitize import clean_text
 
 STALL_TIMEOUT = 120.0  # seconds without any progress before a pipe stops waiting for its transfers
 ANSWER_TIMEOUT = 600.0  # seconds a pipe waits for a person to answer its offers (a peer in the terminal)
@@ -126,7 +127,7 @@ class FilePipe:
     def _say(self, line: str) -> None:
         with self._lock:
             clear = "\r\x1b[K" if self._bar else ""
-            print(f"{clear}p2pchat: {line}", file=self._stderr, flush=True)
+            print(f"{clear}p2pchat: {clean_text(line)}", file=self._stderr, flush=True)
 
     def _draw(self, event: FileProgress) -> None:
         with self._lock:

@@ -274,8 +274,8 @@ class ChatUI:
     # -- what the conversation shows ---------------------------------------------
 
     def system(self, text: str, warning: bool = False, at: float | None = None) -> None:
-        """A line from p2pchat itself (joins, safety codes, warnings)."""
-        for part in text.split("\n"):
+        """A line from p2pchat itself (joins, safety codes, warnings); escaped like everything shown."""
+        for part in clean_text(text).split("\n"):
             self._add(Entry(_stamp(at), part, warning=warning), peer_message=False)
         self._app.invalidate()
 
