@@ -6,10 +6,7 @@ import hashlib
 import os
 import shutil
 import socket
-import subprocess
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,21 +101,6 @@ def test_a_missing_file_is_a_usage_error(homes: tuple[Path, Path], dirs: tuple[P
     proc = Proc(["listen", "127.0.0.1:0", "--send", str(dirs[0] / "missing")], homes[0])
     assert proc.finish() == 2
     assert "not a readable file" in proc.stderr_text
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / f"tmpfs-{uuid.uuid4().hex[:8]}"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {result.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
 
 
 def test_disk_full_on_the_receiver(homes: tuple[Path, Path], dirs: tuple[Path, Path], small_tmpfs: Path) -> None:

@@ -85,12 +85,13 @@ def deliver(peer: Transfers, messages: list[filewire.Control]) -> None:
         peer.receive(message)
 
 
-def test_an_accept_crossing_a_repeated_offer_is_the_only_answer(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_accept_crossing_a_repeated_offer_is_the_only_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """/accept (or --save-to) while the writer is slow to open the .part (a kept NAME.part of GBs
-    is hashed in _open); the link blips. The writer's file_accept goes out on the new link; the
-    sender's repeated offer (sent at its attach, crossing it) then finds the transfer ACTIVE ->
-    Reoffered -> a second file_accept on the same connection: the sender ends the session
-    ("the peer accepted a file twice")."""
+    is hashed in _open), and the link blips. The writer's file_accept goes out on the new link,
+    crossing the sender's repeated offer: that accept is the answer. A second file_accept on the
+    same connection would end the session at the sender ("the peer accepted a file twice")."""
     entered, gate = threading.Event(), threading.Event()
     real_create = files_module.PartFile.create.__func__
 
@@ -124,18 +125,13 @@ def test_an_accept_crossing_a_repeated_offer_is_the_only_answer(tmp_path: Path, 
         receiver.engine.close()
 
 
-def test_a_repeated_offer_from_a_lost_link_is_not_answered_on_the_next(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_repeated_offer_from_a_lost_link_is_not_answered_on_the_next(
+    tmp_path: Path, slow_disk: threading.Semaphore
+) -> None:
     """Slow disk: the writer is behind. Link 2 comes and goes before the writer reaches its
-    'reaccept'; link 3 comes. The stale task answers on link 3, then link 3's own one answers
-    again: two file_accepts on one connection (a protocol error at the sender)."""
-    gate = threading.Event()
-    real_write = files_module.PartFile.write
-
-    def slow_write(self, offset, data):  # type: ignore[no-untyped-def]
-        assert gate.wait(DEADLINE)
-        real_write(self, offset, data)
-
-    monkeypatch.setattr(files_module.PartFile, "write", slow_write)
+    answer to link 2's repeated offer; link 3 comes. Only link 3's own answer may go out on link 3:
+    the stale one too would make two file_accepts on one connection (a protocol error)."""
+    gate = slow_disk  # each write waits for a permit
     sender = Transfers()
     receiver = Receiver(tmp_path)
     transfer, offer = sender.offer("big.bin", 10 * filewire.MAX_DATA)
@@ -153,7 +149,7 @@ def test_a_repeated_offer_from_a_lost_link_is_not_answered_on_the_next(tmp_path:
         for reoffer in sender.link_up():
             receiver.engine.handle(reoffer)
     link3 = receiver.links[-1]
-    gate.set()
+    gate.release(1_000_000)
     _, offer2 = sender.offer("b.bin", 10)  # the sync point, as above
     receiver.engine.handle(offer2)
     receiver.engine.accept(2, tmp_path)
@@ -166,10 +162,9 @@ def test_a_repeated_offer_from_a_lost_link_is_not_answered_on_the_next(tmp_path:
 
 
 def test_a_cancel_resent_for_an_offer_lost_with_its_link_comes_with_the_offer(tmp_path: Path) -> None:
-    """/send while the link is dying: the offer is queued on a connection that never delivers it
-    (but the engine counts it as _announced). /cancel during the outage. On the next link attach()
-    re-sends file_cancel for an id the peer never saw: "file_cancel naming an offer the peer never
-    made" is a protocol error there, and a protocol error ends the conversation (no resume)."""
+    """/send while the link is dying: the offer is queued on a connection that never delivers it.
+    /cancel during the outage. On the next link the cancel goes again, with its offer before it: a
+    file_cancel alone, for an offer the peer never saw, would be a protocol error there."""
     source = tmp_path / "big.bin"
     source.write_bytes(b"q" * 1000)
     peer = Transfers()  # the receiver: it never got the offer
@@ -186,18 +181,13 @@ def test_a_cancel_resent_for_an_offer_lost_with_its_link_comes_with_the_offer(tm
         engine.close()
 
 
-def test_a_hostile_sender_cannot_queue_more_than_a_window_for_the_disk(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_hostile_sender_cannot_queue_more_than_a_window_for_the_disk(
+    tmp_path: Path, slow_disk: threading.Semaphore
+) -> None:
     """Hostile sender, disk behind: it offers again and sends data at once. On the same link the
     repeated offer changes nothing (our accept answered it); on a new link, data before our answer
     is a protocol error. Either way no more than a window waits for the disk."""
-    permits = threading.Semaphore(0)
-    real_write = files_module.PartFile.write
-
-    def slow_write(self, offset, data):  # type: ignore[no-untyped-def]
-        assert permits.acquire(timeout=DEADLINE)
-        real_write(self, offset, data)
-
-    monkeypatch.setattr(files_module.PartFile, "write", slow_write)
+    permits = slow_disk
     receiver = Receiver(tmp_path)
     size = 64 * 1024 * 1024
     receiver.engine.handle(FileOffer(1, "big.bin", size))
@@ -223,8 +213,8 @@ def test_a_hostile_sender_cannot_queue_more_than_a_window_for_the_disk(tmp_path:
 
 def test_the_pipe_wait_ends_when_the_resume_deadline_ends_the_chat(tmp_path: Path) -> None:
     """--send FILE, the link is lost, the peer never comes back: the conversation ends at the resume
-    deadline, but nothing wakes FileEngine.wait_idle() (the engine was detached at the loss, and
-    _detach_files() at the end finds no carrier): the pipe sits up to STALL_TIMEOUT (120 s) more."""
+    deadline, and that wakes the pipe's wait for its transfers, though no link carried them any more
+    (else the pipe would sit up to STALL_TIMEOUT, 120 s, more)."""
     source = tmp_path / "big.bin"
     source.write_bytes(b"q" * 1000)
     seen = Seen()
