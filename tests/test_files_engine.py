@@ -68,7 +68,7 @@ class Peer:
             try:
                 item = self.outgoing.get_nowait()
             except queue.Empty:
-                record = self.engine.next_record() if self.engine.has_data() else None
+                record = self.engine.next_record()
                 if record is not None:
                     if record:  # empty: the engine hashed a step for a resume, nothing to send yet
                         self._deliver(bytes(record))

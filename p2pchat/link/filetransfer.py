@@ -188,10 +188,6 @@ class FileEngine:
         with self._changed:
             self._changed.notify_all()
 
-    @property
-    def attached(self) -> bool:
-        return self._send is not None
-
     def peer_restarted(self) -> None:
         """The peer's program started again (a new conversation): its offers are void, ours go again.
 
@@ -286,7 +282,7 @@ class FileEngine:
     def active(self) -> list[int]:
         """Numbers of transfers not over yet, oldest first."""
         with self._lock:
-            return [number for number, transfer in self._by_number.items() if transfer.state not in _OVER]
+            return [number for number, transfer in self._by_number.items() if transfer.state not in FINAL]
 
     def listing(self) -> list[str]:
         """One line per transfer, for /transfers."""
@@ -341,7 +337,7 @@ class FileEngine:
             for transfer in self._numbers:
                 name = self._shown(transfer)
                 if isinstance(transfer, Outgoing):
-                    if transfer.state not in _OVER:
+                    if transfer.state not in FINAL:
                         lines.append(f"not sent: {name}")
                 elif transfer.state in (State.ACTIVE, State.ENDED):
                     part = self._parts.get(transfer)
@@ -416,11 +412,6 @@ class FileEngine:
         self._on_event(FileContinued(number, line))
 
     # -- the sender thread ------------------------------------------------------------
-
-    def has_data(self) -> bool:
-        """A data record (or a file_end) is due: the sender thread should call next_record()."""
-        with self._lock:
-            return bool(self._seeking) or self.transfers.sending() is not None
 
     def next_record(self) -> memoryview | None:
         """The next plaintext of the low lane (a data record or file_end), or None when none is due.
@@ -596,7 +587,7 @@ class FileEngine:
         """
         now = time.monotonic()
         with self._lock:
-            if transfer.state in _OVER:
+            if transfer.state in FINAL:
                 return  # its outcome line said it all
             number = self._numbers[transfer]
             wait = self._last_progress.get(number, 0.0) + PROGRESS_INTERVAL - now
@@ -664,5 +655,4 @@ class FileEngine:
         return f"you stopped {name}"
 
 
-_OVER = frozenset({State.DONE, State.FAILED, State.STOPPED})
 _NOTHING = memoryview(b"")
